@@ -1,0 +1,3 @@
+from mamc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""One configuration object shared by the CLI and every notebook's parameters cell.
+
+Profiles are defined here once: `smoke` exercises every code path in seconds (tests, CI), `default` is the
+README's main job on a 2-core CPU, `paper` is the full-scale GPU configuration on the public datasets.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("smoke", "default", "paper")
+METHODS = ("infonce", "margin", "meta", "vlm", "mama", "additive")
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = "default"
+    run_dir: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"
+    # Embedded corpus (mamc.data.synthetic)
+    n_train: int = 3000
+    n_meta_per_topic: int = 10
+    n_val: int = 400
+    n_test: int = 1000
+    n_qa: int = 600
+    zipf_exponent: float = 1.2
+    noise_rate: float = 0.3
+    clip_frames: int = 16
+    clip_size: int = 32
+    fps: int = 8
+    # Frames seen by the model
+    frames: int = 8
+    frame_size: int = 32
+    # Dual encoder
+    video_backbone: str = "tiny"
+    text_model: str = "embedded"
+    freeze_text: bool = True
+    embed_dim: int = 128
+    video_width: int = 128
+    video_depth: int = 2
+    video_heads: int = 4
+    # Objective
+    margin: float = 0.1
+    temperature: float = 0.05
+    learn_temperature: bool = False
+    # Meta weighting
+    meta_hidden: int = 100
+    meta_lr: float = 1e-3
+    virtual_lr: float = 0.1
+    meta_interval: int = 1
+    meta_params: str = "all"
+    normalize_weights: bool = True
+    meta_batch_size: int = 64
+    # Optimisation
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 30
+    grad_clip: float = 1.0
+    ckpt_every: int = 200
+    eval_every: int = 100
+    num_workers: int = 0
+    qa_eta: float = 1.0
+    qa_steps: int = 200
+    # Experiments run by notebooks 03 and 05
+    methods: tuple[str, ...] = METHODS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    margin_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)
+    # VLM captioning (mamc.caption)
+    captioner: str = "embedded"
+    captioner_steps: int = 400
+    grid_rows: int = 3
+    grid_cols: int = 4
+    grid_cell: int = 32
+    prompt: str = "In a sentence, describe the process in the video."
+    gen_temperature: float = 0.2
+    max_new_tokens: int = 24
+    caption_batch_size: int = 16
+    dtype: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_path(self) -> Path:
+        """The run folder as an absolute path (relative paths are taken from the repository root)."""
+        p = Path(self.run_dir)
+        return p if p.is_absolute() else REPO_ROOT / p
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_path / "data"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+_PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        n_train=192, n_meta_per_topic=2, n_val=48, n_test=64, n_qa=48, clip_frames=8, clip_size=32,
+        frames=4, steps=12, batch_size=16, meta_batch_size=16, warmup_steps=2, ckpt_every=6, eval_every=6,
+        video_width=32, video_depth=1, video_heads=2, embed_dim=32, meta_hidden=16, qa_steps=6,
+        seeds=(0,), margin_sweep=(0.0, 0.2), captioner_steps=4, grid_cell=16, max_new_tokens=8,
+        caption_batch_size=8,
+    ),
+    "default": dict(),
+    "paper": dict(
+        video_backbone="openai/clip-vit-base-patch32", text_model="openai/clip-vit-base-patch32",
+        freeze_text=False, frames=12, frame_size=224, embed_dim=512, steps=20000, batch_size=128,
+        lr=1e-5, warmup_steps=1000, ckpt_every=1000, eval_every=1000, num_workers=8, margin=0.1,
+        temperature=0.01, seeds=(0, 1, 2), captioner="llava-hf/llava-1.5-7b-hf", dtype="bfloat16",
+        grid_cell=336, max_new_tokens=64, meta_params="head",
+    ),
+}
+
+
+def config_fields() -> dict[str, type]:
+    return {f.name: f.type for f in fields(Config)}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Turn a CLI string (`key=value`) into the field's type; reject unknown keys with the list of known ones."""
+    default = getattr(Config(), name, None)
+    if name not in config_fields():
+        raise KeyError(f"unknown config key {name!r}; known keys: {', '.join(sorted(config_fields()))}")
+    if not isinstance(value, str):
+        return tuple(value) if isinstance(default, tuple) else value
+    if isinstance(default, bool):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{name} expects true/false, got {value!r}")
+        return value.lower() in ("true", "1")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, tuple):
+        items = [v for v in value.split(",") if v]
+        kind = type(default[0]) if default else str
+        return tuple(kind(v) for v in items)
+    return value
+
+
+def load_config(profile: str = "default", **overrides: Any) -> Config:
+    """The profile's configuration with `overrides` applied (strings are coerced to the field types)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    values = dict(_PROFILES[profile], profile=profile, run_dir=f"runs/{profile}")
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = coerce(key, value)
+    unknown = set(values.get("methods", ())) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; known: {METHODS}")
+    return replace(Config(), **values)

@@ -1,0 +1,120 @@
+"""Retrieval and video-QA metrics, computed in chunks so that 50k × 50k similarity matrices fit in memory.
+
+Rank convention: the rank of the ground truth is the number of candidates whose score is ≥ its score, so ties
+count against the model (a constant matrix gives the worst rank, never a lucky R@1).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+
+CHUNK = 1024
+
+
+def _as_tensor(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _summarise(ranks: np.ndarray) -> dict[str, float]:
+    return {
+        "R@1": float(np.mean(ranks <= 1) * 100),
+        "R@5": float(np.mean(ranks <= 5) * 100),
+        "R@10": float(np.mean(ranks <= 10) * 100),
+        "MdR": float(np.median(ranks)),
+        "MnR": float(np.mean(ranks)),
+    }
+
+
+def gt_ranks(sim, gt: Sequence[int] | np.ndarray | None = None, chunk: int = CHUNK) -> np.ndarray:
+    """1-based rank of each query's ground-truth candidate (ties counted against the model)."""
+    sim = _as_tensor(sim)
+    n = sim.shape[0]
+    gt_t = torch.arange(n) if gt is None else torch.as_tensor(np.asarray(gt), dtype=torch.long)
+    if gt_t.shape[0] != n:
+        raise ValueError(f"gt has {gt_t.shape[0]} entries for {n} queries")
+    if n and (gt_t.min() < 0 or gt_t.max() >= sim.shape[1]):
+        raise ValueError(f"gt indices must lie in [0, {sim.shape[1]})")
+    ranks = np.empty(n, dtype=np.int64)
+    for s in range(0, n, chunk):
+        block = sim[s : s + chunk]
+        target = block.gather(1, gt_t[s : s + chunk, None].to(block.device))
+        ranks[s : s + chunk] = (block >= target).sum(1).cpu().numpy()
+    return ranks
+
+
+def retrieval_metrics(sim, gt: Sequence[int] | np.ndarray | None = None) -> dict[str, float]:
+    """R@1/5/10 (percent), median and mean rank for `sim` [n_queries, n_candidates]; gt defaults to the diagonal."""
+    return _summarise(gt_ranks(sim, gt))
+
+
+def multi_caption_ranks(sim_v2t, caption_video: Sequence[int] | np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """Video→text ranks when a video has several captions: the best-ranked of its own captions counts."""
+    sim = _as_tensor(sim_v2t)
+    owner = torch.as_tensor(np.asarray(caption_video), dtype=torch.long)
+    n_videos = sim.shape[0]
+    ranks = np.empty(n_videos, dtype=np.int64)
+    for s in range(0, n_videos, chunk):
+        block = sim[s : s + chunk].float()
+        mine = owner[None, :] == torch.arange(s, s + block.shape[0])[:, None]
+        if not bool(mine.any(1).all()):
+            raise ValueError("every video needs at least one caption")
+        best = torch.where(mine, block, torch.full_like(block, -torch.inf)).max(1, keepdim=True).values
+        ranks[s : s + chunk] = (block >= best).sum(1).numpy()
+    return ranks
+
+
+def video_text_retrieval(sim_t2v, caption_video: Sequence[int] | np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Both directions from one text×video similarity matrix (several captions per video allowed)."""
+    sim = _as_tensor(sim_t2v)
+    owner = np.arange(sim.shape[0]) if caption_video is None else np.asarray(caption_video)
+    return {
+        "t2v": _summarise(gt_ranks(sim, owner)),
+        "v2t": _summarise(multi_caption_ranks(sim.T, owner)),
+    }
+
+
+def dual_softmax(sim, temperature: float = 100.0, chunk: int = CHUNK) -> torch.Tensor:
+    """Dual softmax (DSL) re-scoring: each score times its softmax over the *queries* (dim 0).
+
+    A labelled inference-time variant: it uses the whole query set as a prior, which a single query cannot.
+    """
+    sim = _as_tensor(sim).float()
+    out = torch.empty_like(sim)
+    for s in range(0, sim.shape[1], chunk):
+        cols = sim[:, s : s + chunk]
+        out[:, s : s + chunk] = cols * torch.softmax(cols * temperature, dim=0)
+    return out
+
+
+def multiple_choice_accuracy(scores, answer_index: Sequence[int], qtype: Sequence[str] | None = None) -> dict[str, float]:
+    """Accuracy (percent) of argmax over candidate scores [n_questions, n_candidates], overall and per type."""
+    pred = _as_tensor(scores).argmax(1).cpu().numpy()
+    return _accuracy(pred == np.asarray(answer_index), qtype)
+
+
+def open_ended_accuracy(predicted: Sequence[str], answers: Sequence[str], qtype: Sequence[str] | None = None) -> dict[str, float]:
+    """Exact-match accuracy (percent, case and surrounding space ignored), overall and per type."""
+    hits = np.array([p.strip().lower() == a.strip().lower() for p, a in zip(predicted, answers, strict=True)])
+    return _accuracy(hits, qtype)
+
+
+def _accuracy(hits: np.ndarray, qtype: Sequence[str] | None) -> dict[str, float]:
+    out = {"acc": float(hits.mean() * 100) if len(hits) else float("nan")}
+    if qtype is not None:
+        qtype = np.asarray(qtype)
+        for t in sorted(set(qtype.tolist())):
+            out[f"acc/{t}"] = float(hits[qtype == t].mean() * 100)
+    return out
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
+    """Mean, sample std and a Student-t confidence interval over seeds (the interval is NaN for one seed)."""
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    mean = float(x.mean()) if n else float("nan")
+    std = float(x.std(ddof=1)) if n > 1 else float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n)) if n > 1 else float("nan")
+    return {"mean": mean, "std": std, "lo": mean - half, "hi": mean + half, "n": n}

@@ -1,0 +1,134 @@
+"""Contrastive objectives over L2-normalised video/text embeddings, returned per sample (shape [B]).
+
+The subtractive angular margin of MAMA replaces the positive logit cos θ/τ by cos(θ − m)/τ: a positive pair is
+pulled towards angle m rather than to perfect similarity. We evaluate cos(θ ∓ m) with the angle-sum identity
+cos θ cos m ± sin θ sin m, which is exactly cos(acos(c) ∓ m) for the clamped cosine c but keeps gradients
+finite at θ = 0 and θ = π (where d acos/dc is infinite), and makes m = 0 reduce to InfoNCE bit for bit.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_SIN_EPS = 1e-12
+
+
+def _sin_of_angle(cos: Tensor) -> Tensor:
+    """sin(acos(c)) = sqrt(1 − c²) with a floor under the root so that its gradient stays finite."""
+    return torch.sqrt(torch.clamp(1.0 - cos * cos, min=_SIN_EPS))
+
+
+def subtractive_positive(cos: Tensor, margin: float) -> Tensor:
+    """cos(θ − m) for θ = acos(cos); θ − m is not clamped, so θ < m is allowed."""
+    if margin == 0:
+        return cos
+    return cos * math.cos(margin) + _sin_of_angle(cos) * math.sin(margin)
+
+
+def additive_positive(cos: Tensor, margin: float) -> Tensor:
+    """cos(θ + m), the ArcFace-style margin, which pushes positives harder instead of relaxing them."""
+    if margin == 0:
+        return cos
+    return cos * math.cos(margin) - _sin_of_angle(cos) * math.sin(margin)
+
+
+def _margin_nce(
+    video: Tensor,
+    text: Tensor,
+    positive: Callable[[Tensor], Tensor],
+    temperature: float | Tensor,
+    video_all: Tensor | None,
+    text_all: Tensor | None,
+    offset: int,
+) -> Tensor:
+    """Per-sample mean of the v→t and t→v cross-entropies, with the positive logit transformed.
+
+    `video_all`/`text_all` are the candidates (the batch gathered across ranks under DDP); local row i is
+    candidate `offset + i`.
+    """
+    v = F.normalize(video.float(), dim=-1)
+    t = F.normalize(text.float(), dim=-1)
+    v_all = v if video_all is None else F.normalize(video_all.float(), dim=-1)
+    t_all = t if text_all is None else F.normalize(text_all.float(), dim=-1)
+    n = v.shape[0]
+    idx = torch.arange(n, device=v.device)
+    target = idx + offset
+    pos = positive(torch.clamp((v * t).sum(-1), -1.0, 1.0))
+    losses = []
+    for query, cands in ((v, t_all), (t, v_all)):
+        cos = torch.clamp(query @ cands.T, -1.0, 1.0)
+        logits = cos.index_put((idx, target), pos) / temperature
+        losses.append(F.cross_entropy(logits, target, reduction="none"))
+    return 0.5 * (losses[0] + losses[1])
+
+
+def angular_margin_nce(
+    video: Tensor,
+    text: Tensor,
+    margin: float = 0.1,
+    temperature: float | Tensor = 0.05,
+    *,
+    video_all: Tensor | None = None,
+    text_all: Tensor | None = None,
+    offset: int = 0,
+) -> Tensor:
+    """MAMA's subtractive angular margin contrastive loss, per sample; `margin=0` is symmetric InfoNCE."""
+    return _margin_nce(video, text, lambda c: subtractive_positive(c, margin), temperature, video_all, text_all, offset)
+
+
+def additive_margin_nce(
+    video: Tensor,
+    text: Tensor,
+    margin: float = 0.1,
+    temperature: float | Tensor = 0.05,
+    *,
+    video_all: Tensor | None = None,
+    text_all: Tensor | None = None,
+    offset: int = 0,
+) -> Tensor:
+    """ArcFace-style comparison variant: positive logit cos(θ + m)/τ."""
+    return _margin_nce(video, text, lambda c: additive_positive(c, margin), temperature, video_all, text_all, offset)
+
+
+def info_nce(
+    video: Tensor,
+    text: Tensor,
+    temperature: float | Tensor = 0.05,
+    *,
+    video_all: Tensor | None = None,
+    text_all: Tensor | None = None,
+    offset: int = 0,
+) -> Tensor:
+    """Symmetric InfoNCE (CLIP's objective), per sample."""
+    return _margin_nce(video, text, lambda c: c, temperature, video_all, text_all, offset)
+
+
+def contrastive_loss(kind: str, video: Tensor, text: Tensor, margin: float, temperature: float | Tensor, **kw) -> Tensor:
+    """Dispatch by name: "infonce", "subtractive" or "additive"."""
+    if kind == "infonce":
+        return info_nce(video, text, temperature, **kw)
+    if kind == "subtractive":
+        return angular_margin_nce(video, text, margin, temperature, **kw)
+    if kind == "additive":
+        return additive_margin_nce(video, text, margin, temperature, **kw)
+    raise ValueError(f"unknown contrastive loss {kind!r}; expected infonce, subtractive or additive")
+
+
+class Temperature(nn.Module):
+    """A temperature τ, fixed or learned through log τ (clamped, as CLIP does, so logits cannot explode)."""
+
+    def __init__(self, value: float, learnable: bool = False, min_value: float = 0.01):
+        super().__init__()
+        self.min_value = min_value
+        log_t = torch.tensor(math.log(value))
+        if learnable:
+            self.log_t = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_t", log_t)
+
+    def forward(self) -> Tensor:
+        return torch.clamp(self.log_t.exp(), min=self.min_value)

@@ -1,0 +1,80 @@
+"""Specification of retrieval and QA metrics (contract: mamc.evaluate.retrieval_metrics)."""
+import numpy as np
+import pytest
+import torch
+
+from mamc.evaluate import (
+    dual_softmax, gt_ranks, mean_ci, multiple_choice_accuracy, open_ended_accuracy, retrieval_metrics,
+    video_text_retrieval,
+)
+
+
+def test_perfect_diagonal():
+    m = retrieval_metrics(np.eye(20))
+    assert m == {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0, "MdR": 1.0, "MnR": 1.0}
+
+
+def test_ties_count_against_the_model():
+    m = retrieval_metrics(np.zeros((10, 10)))
+    assert m["R@1"] == 0.0 and m["MdR"] == 10.0 and m["MnR"] == 10.0
+
+
+def test_known_ranks_and_explicit_gt():
+    sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.7, 0.6, 0.1]])
+    assert gt_ranks(sim).tolist() == [1, 2, 3]
+    assert gt_ranks(sim, gt=[0, 2, 0]).tolist() == [1, 1, 1]
+    m = retrieval_metrics(torch.tensor(sim), gt=[0, 2, 0])
+    assert m["R@1"] == 100.0
+
+
+def test_invariant_to_permuting_candidates():
+    rng = np.random.default_rng(0)
+    sim = rng.normal(size=(50, 50))
+    perm = rng.permutation(50)
+    inv = np.argsort(perm)
+    assert retrieval_metrics(sim) == retrieval_metrics(sim[:, perm], gt=inv)
+
+
+def test_chunking_does_not_change_ranks():
+    rng = np.random.default_rng(1)
+    sim = rng.normal(size=(300, 300)).astype(np.float32)
+    assert (gt_ranks(sim, chunk=7) == gt_ranks(sim, chunk=1000)).all()
+
+
+def test_several_captions_per_video():
+    # 3 videos, 5 captions: captions 0,1 → video 0; 2 → 1; 3,4 → 2.  sim is text × video.
+    owner = [0, 0, 1, 2, 2]
+    sim = np.array([
+        [0.1, 0.9, 0.0],   # caption 0 misranked (video 1 beats video 0)
+        [0.8, 0.2, 0.0],   # caption 1 correct
+        [0.0, 0.5, 0.4],   # caption 2 correct
+        [0.3, 0.2, 0.1],   # caption 3 wrong
+        [0.0, 0.1, 0.7],   # caption 4 correct
+    ])
+    out = video_text_retrieval(sim, owner)
+    assert out["t2v"]["R@1"] == pytest.approx(60.0)
+    # video→text: video 0's best caption is caption 1 (0.8), beaten by nothing in its column → rank 1.
+    # video 1's own caption scores 0.5 but caption 0 scores 0.9 → rank 2. video 2 best 0.7 → rank 1.
+    assert out["v2t"]["R@1"] == pytest.approx(200 / 3)
+    assert out["v2t"]["MnR"] == pytest.approx(4 / 3)
+
+
+def test_dual_softmax_reorders_by_query_prior():
+    sim = torch.tensor([[0.9, 0.8], [0.95, 0.1]])
+    # Query 1 claims video 0 far more strongly than query 0 does, so DSL hands query 0 video 1.
+    assert retrieval_metrics(sim, gt=[1, 0])["R@1"] == 50.0
+    assert retrieval_metrics(dual_softmax(sim, 20.0), gt=[1, 0])["R@1"] == 100.0
+
+
+def test_qa_accuracy_known_answers():
+    scores = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5]])
+    acc = multiple_choice_accuracy(scores, [1, 0, 0], qtype=["color", "color", "shape"])
+    assert acc["acc"] == pytest.approx(200 / 3) and acc["acc/color"] == 100.0 and acc["acc/shape"] == 0.0
+    assert open_ended_accuracy(["Left ", "red"], ["left", "blue"])["acc"] == 50.0
+
+
+def test_mean_ci_over_seeds():
+    ci = mean_ci([1.0, 2.0, 3.0])
+    assert ci["mean"] == 2.0 and ci["std"] == 1.0
+    assert ci["lo"] == pytest.approx(2 - 4.302653 / np.sqrt(3), rel=1e-5)
+    assert np.isnan(mean_ci([5.0])["lo"])
