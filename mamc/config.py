@@ -28,6 +28,7 @@ class Config:
     n_val: int = 400
     n_test: int = 1000
     n_qa: int = 600
+    n_topics: int = 24
     zipf_exponent: float = 1.2
     noise_rate: float = 0.3
     clip_frames: int = 16
@@ -101,7 +102,7 @@ class Config:
 
 _PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        n_train=192, n_meta_per_topic=2, n_val=48, n_test=64, n_qa=48, clip_frames=8, clip_size=32,
+        n_train=192, n_topics=8, n_meta_per_topic=2, n_val=48, n_test=64, n_qa=48, clip_frames=8, clip_size=32,
         frames=4, steps=12, batch_size=16, meta_batch_size=16, warmup_steps=2, ckpt_every=6, eval_every=6,
         video_width=32, video_depth=1, video_heads=2, embed_dim=32, meta_hidden=16, qa_steps=6,
         seeds=(0,), margin_sweep=(0.0, 0.2), captioner_steps=4, grid_cell=16, max_new_tokens=8,

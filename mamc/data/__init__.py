@@ -1,0 +1,1 @@
+"""Data: the embedded corpus, public dataset ingestion, video decoding and torch loaders."""
