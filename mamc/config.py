@@ -45,6 +45,7 @@ class Config:
     video_width: int = 128
     video_depth: int = 2
     video_heads: int = 4
+    patch_size: int = 16
     # Objective
     margin: float = 0.1
     temperature: float = 0.05
@@ -103,7 +104,7 @@ class Config:
 _PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
         n_train=192, n_topics=8, n_meta_per_topic=2, n_val=48, n_test=64, n_qa=48, clip_frames=8, clip_size=32,
-        frames=4, steps=12, batch_size=16, meta_batch_size=16, warmup_steps=2, ckpt_every=6, eval_every=6,
+        frames=4, patch_size=16, steps=12, batch_size=16, meta_batch_size=16, warmup_steps=2, ckpt_every=6, eval_every=6,
         video_width=32, video_depth=1, video_heads=2, embed_dim=32, meta_hidden=16, qa_steps=6,
         seeds=(0,), margin_sweep=(0.0, 0.2), captioner_steps=4, grid_cell=16, max_new_tokens=8,
         caption_batch_size=8,
@@ -111,7 +112,7 @@ _PROFILES: dict[str, dict[str, Any]] = {
     "default": dict(),
     "paper": dict(
         video_backbone="openai/clip-vit-base-patch32", text_model="openai/clip-vit-base-patch32",
-        freeze_text=False, frames=12, frame_size=224, embed_dim=512, steps=20000, batch_size=128,
+        freeze_text=False, frames=12, frame_size=224, patch_size=32, embed_dim=512, steps=20000, batch_size=128,
         lr=1e-5, warmup_steps=1000, ckpt_every=1000, eval_every=1000, num_workers=8, margin=0.1,
         temperature=0.01, seeds=(0, 1, 2), captioner="llava-hf/llava-1.5-7b-hf", dtype="bfloat16",
         grid_cell=336, max_new_tokens=64, meta_params="head",

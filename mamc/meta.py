@@ -28,11 +28,14 @@ class WeightNet(nn.Module):
         return torch.sigmoid(self.net(losses.reshape(-1, 1))).reshape(-1)
 
 
-def sample_weights(weight_net: nn.Module, losses: Tensor, normalize: bool = True) -> Tensor:
-    """Weights for a batch from the detached losses; normalised to mean 1 so the step size stays comparable."""
+def sample_weights(
+    weight_net: nn.Module, losses: Tensor, normalize: bool = True, mean_fn: Callable[[Tensor], Tensor] = torch.mean
+) -> Tensor:
+    """Weights for a batch from the detached losses; normalised to mean 1 (over the global batch under DDP,
+    through `mean_fn`) so that the step size stays comparable with unweighted training."""
     w = weight_net(losses.detach())
     if normalize:
-        w = w / w.mean().clamp_min(1e-8)
+        w = w / mean_fn(w).clamp_min(1e-8)
     return w
 
 
@@ -49,6 +52,36 @@ def select_params(model: nn.Module, spec: str) -> dict[str, Tensor]:
     return chosen
 
 
+def virtual_meta_loss(
+    model: nn.Module,
+    weight_net: nn.Module,
+    train_loss_fn: Callable[[nn.Module, dict[str, Tensor] | None], Tensor],
+    meta_loss_fn: Callable[[nn.Module, dict[str, Tensor] | None], Tensor],
+    virtual_lr: float,
+    params: dict[str, Tensor],
+    normalize: bool = True,
+    mean_fn: Callable[[Tensor], Tensor] = torch.mean,
+    reduce_grads: Callable[[list[Tensor]], list[Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """L_meta(θ'(φ)) as a function of the MLP's parameters φ, and the weighted training loss.
+
+    `train_loss_fn(model, params)` and `meta_loss_fn(model, params)` return per-sample losses, evaluating the
+    model with `params` substituted through `torch.func.functional_call` (None means the model as it is).
+    Under DDP, `mean_fn` is the global mean and `reduce_grads` averages the virtual gradients across ranks
+    (differentiably) so that every rank takes the same virtual step.
+    """
+    losses = train_loss_fn(model, None)
+    weights = sample_weights(weight_net, losses, normalize, mean_fn)
+    weighted = (weights * losses).mean()
+    names = list(params)
+    grads = torch.autograd.grad(weighted, [params[n] for n in names], create_graph=True, allow_unused=True)
+    grads = [torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)]
+    if reduce_grads is not None:
+        grads = reduce_grads(grads)
+    virtual = {n: params[n] - virtual_lr * g for n, g in zip(names, grads)}
+    return meta_loss_fn(model, virtual).mean(), weighted
+
+
 def meta_step(
     model: nn.Module,
     weight_net: nn.Module,
@@ -58,29 +91,22 @@ def meta_step(
     virtual_lr: float,
     params: dict[str, Tensor],
     normalize: bool = True,
-    reduce_grads: Callable[[Iterable[Tensor]], list[Tensor]] | None = None,
+    mean_fn: Callable[[Tensor], Tensor] = torch.mean,
+    reduce_grads: Callable[[list[Tensor]], list[Tensor]] | None = None,
+    sync_grads: Callable[[Iterable[Tensor]], None] | None = None,
 ) -> dict[str, float]:
-    """One update of the weighting MLP through a virtual model step.
+    """One update of the weighting MLP through a virtual model step (see `virtual_meta_loss`).
 
-    `train_loss_fn(model, params)` and `meta_loss_fn(model, params)` return per-sample losses, evaluating the
-    model with `params` substituted through `torch.func.functional_call` (None means the model as it is).
-    `reduce_grads`, under DDP, averages the virtual gradients across ranks (differentiably) so that every rank
-    takes the same virtual step; the MLP's gradients are averaged by the caller's DDP wrapper or all-reduce.
-    The math attention kernel is forced because the fused CPU kernel has no double backward.
+    `sync_grads` averages the MLP's gradients across ranks under DDP. The math attention kernel is forced
+    because the fused CPU kernel has no double backward.
     """
     with sdpa_kernel(SDPBackend.MATH):
-        losses = train_loss_fn(model, None)
-        weights = sample_weights(weight_net, losses, normalize)
-        weighted = (weights * losses).mean()
-        names = list(params)
-        grads = torch.autograd.grad(weighted, [params[n] for n in names], create_graph=True, allow_unused=True)
-        grads = [torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)]
-        if reduce_grads is not None:
-            grads = reduce_grads(grads)
-        virtual = {n: params[n] - virtual_lr * g for n, g in zip(names, grads)}
-        meta_loss = meta_loss_fn(model, virtual).mean()
+        meta_loss, weighted = virtual_meta_loss(model, weight_net, train_loss_fn, meta_loss_fn, virtual_lr, params,
+                                                normalize, mean_fn, reduce_grads)
         weight_opt.zero_grad(set_to_none=True)
         meta_loss.backward(inputs=list(weight_net.parameters()))
+    if sync_grads is not None:
+        sync_grads(weight_net.parameters())
     weight_opt.step()
     return {"meta_loss": float(meta_loss.detach()), "virtual_loss": float(weighted.detach())}
 

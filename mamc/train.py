@@ -1,0 +1,285 @@
+"""The trainer: one function, `train`, from a laptop CPU to torchrun on several GPUs.
+
+Methods of the ablation are named combinations of MAMA's parts (see METHODS): the subtractive margin, the
+meta-learned weighting, the VLM captions, and the additive margin as a comparison.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from mamc import distributed as dist
+from mamc.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from mamc.config import Config
+from mamc.data.loaders import global_batch_indices, load_frames, usable_rows
+from mamc.evaluate import video_text_retrieval
+from mamc.losses import contrastive_loss
+from mamc.manifest import append_jsonl, iter_jsonl, write_json, write_jsonl
+from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
+from mamc.models import DualEncoder, build_model, normalize_frames, text_feature_cache
+from mamc.pipeline import checkpoint_dir, ensure_frames, frame_cache_dir, load_rows, log_dir, resolve_device, text_cache_dir
+
+
+@dataclass(frozen=True)
+class Method:
+    loss: str
+    meta: bool
+    vlm: bool
+
+
+METHODS = {
+    "infonce": Method("infonce", meta=False, vlm=False),
+    "margin": Method("subtractive", meta=False, vlm=False),
+    "meta": Method("infonce", meta=True, vlm=False),
+    "vlm": Method("infonce", meta=False, vlm=True),
+    "mama": Method("subtractive", meta=True, vlm=True),
+    "additive": Method("additive", meta=False, vlm=False),
+}
+SAMPLE_FIELDS = ("step", "video_id", "topic", "source", "aligned", "loss", "weight")
+
+
+def run_name(method: str, seed: int, margin: float | None = None) -> str:
+    return f"{method}_s{seed}" + ("" if margin is None else f"_m{margin:g}")
+
+
+@dataclass
+class Batches:
+    """Everything the training loop reads: rows per split, the frame cache and the text inputs."""
+
+    train: list[dict]
+    meta: list[dict]
+    val: list[dict]
+    cache: Path
+    text_features: dict[str, torch.Tensor] | None
+
+
+def prepare(cfg: Config, model: DualEncoder, with_vlm: bool, device: torch.device) -> Batches:
+    """Load manifests, make sure frames are cached, and cache frozen text features."""
+    rows = load_rows(cfg, with_vlm=with_vlm)
+    ensure_frames(cfg, rows)
+    cache = frame_cache_dir(cfg)
+    by = lambda split: usable_rows([r for r in rows if r["split"] == split], cache)  # noqa: E731
+    feats = None
+    if model.freeze_text:
+        feats = text_feature_cache(model.text, [r["caption"] for r in rows], text_cache_dir(cfg), device)
+    return Batches(by("train"), by("meta"), by("val"), cache, feats)
+
+
+def text_input(model: DualEncoder, captions: list[str], feats: dict | None, device: torch.device):
+    if feats is not None:
+        return torch.stack([feats[c] for c in captions]).to(device)
+    return model.text.tokenize(captions, device)
+
+
+def lr_lambda(cfg: Config):
+    """Linear warmup, then cosine decay to zero."""
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return f
+
+
+@torch.no_grad()
+def embed_rows(model: DualEncoder, rows: list[dict], cache: Path, cfg: Config, feats: dict | None,
+               device: torch.device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """L2-normalised video and caption embeddings for rows (uniform frames, eval mode)."""
+    model.eval()
+    vs, ts = [], []
+    for s in range(0, len(rows), batch_size):
+        part = rows[s : s + batch_size]
+        frames = normalize_frames(load_frames(part, cache, cfg.frames)).to(device)
+        v, t = model(frames, text_input(model, [r["caption"] for r in part], feats, device))
+        vs.append(torch.nn.functional.normalize(v.float(), dim=-1).cpu())
+        ts.append(torch.nn.functional.normalize(t.float(), dim=-1).cpu())
+    model.train()
+    return torch.cat(vs), torch.cat(ts)
+
+
+def validate(model, data: Batches, cfg: Config, device) -> dict[str, float]:
+    v, t = embed_rows(model, data.val, data.cache, cfg, data.text_features, device)
+    res = video_text_retrieval(t @ v.T)
+    out = {f"val/{d}/{k}": x for d, m in res.items() for k, x in m.items()}
+    out["val/rsum"] = sum(res[d][k] for d in res for k in ("R@1", "R@5", "R@10"))
+    return out
+
+
+def _append_csv(path: Path, rows: list[dict], fields: tuple[str, ...] | list[str]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _truncate_csv(path: Path, step: int) -> None:
+    """Drop rows logged at or after `step` (they will be logged again by the resumed run)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, keep = reader.fieldnames, [r for r in reader if int(r["step"]) < step]
+    path.unlink()
+    if keep:
+        _append_csv(path, keep, fields)
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    if path.exists():
+        write_jsonl(path, [r for _, r in iter_jsonl(path) if r["step"] < step], validate=False)
+
+
+def train(cfg: Config, method: str, seed: int | None = None, name: str | None = None, progress: bool = True,
+          stop_after: int | None = None) -> dict:
+    """Train one method and return its summary (also written to logs/<name>/summary.json).
+
+    Resumes from `checkpoints/<name>/last.*` when present. `stop_after` ends the process's work after that many
+    steps of this call, as an interruption would (used to test exact resume).
+    """
+    spec = METHODS[method]
+    seed = cfg.seed if seed is None else seed
+    name = name or run_name(method, seed)
+    device = resolve_device(cfg.device)
+    dist.init_from_env(device)
+    rank, world = dist.rank(), dist.world_size()
+    if cfg.batch_size % world or cfg.meta_batch_size % world:
+        raise ValueError(f"batch sizes ({cfg.batch_size}, {cfg.meta_batch_size}) must divide by world size {world}")
+    torch.manual_seed(seed)
+    model = build_model(cfg).to(device)
+    dist.broadcast_params(model)
+    weight_net = WeightNet(cfg.meta_hidden).to(device)
+    dist.broadcast_params(weight_net)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    weight_opt = torch.optim.Adam(weight_net.parameters(), lr=cfg.meta_lr, weight_decay=1e-4)
+    data = prepare(cfg, model, spec.vlm, device)
+    if len(data.train) < cfg.batch_size:
+        raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
+    ckpt, logs = checkpoint_dir(cfg, name), log_dir(cfg, name)
+    start, best = 0, {"val/rsum": -1.0, "step": -1}
+    if (ckpt / "last.json").exists():
+        state = load_checkpoint(ckpt, model, opt, sched, weight_net, weight_opt)
+        start, best = state["step"], state["extra"]["best"]
+    if rank == 0:
+        logs.mkdir(parents=True, exist_ok=True)
+        _truncate_csv(logs / "samples.csv", start)
+        _truncate_jsonl(logs / "scalars.jsonl", start)
+    writer = SummaryWriter(str(logs / "tb")) if rank == 0 else None
+    virtual_params = select_params(model, cfg.meta_params)
+    b_local, mb_local = cfg.batch_size // world, cfg.meta_batch_size // world
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def batch(rows: list[dict], size: int, local: int, step: int, stream: int):
+        keys = list(range(rank * local, (rank + 1) * local))
+        idx = global_batch_indices(len(rows), size, step, seed * 1000 + stream)[keys[0] : keys[-1] + 1]
+        part = [rows[i] for i in idx]
+        frames = normalize_frames(load_frames(part, data.cache, cfg.frames, "random", (seed, stream, step), keys)).to(device)
+        return part, frames, text_input(model, [r["caption"] for r in part], data.text_features, device)
+
+    def losses_of(m, params, frames, text, local: int):
+        v, t = call_with(m, params, frames, text)
+        return contrastive_loss(spec.loss, v, t, cfg.margin, m.temperature(), video_all=dist.gather(v),
+                                text_all=dist.gather(t), offset=rank * local)
+
+    sample_log, scalar_log = [], []
+    t0, steps_done = time.time(), 0
+    bar = tqdm(range(start, cfg.steps), desc=name, disable=not progress or rank != 0, initial=start, total=cfg.steps)
+    for step in bar:
+        part, frames, text = batch(data.train, cfg.batch_size, b_local, step, 0)
+        scalars = {"step": step}
+        if spec.meta and step % cfg.meta_interval == 0:
+            _, mframes, mtext = batch(data.meta, cfg.meta_batch_size, mb_local, step, 1)
+            scalars.update(meta_step(
+                model, weight_net, weight_opt,
+                lambda m, p: losses_of(m, p, frames, text, b_local),
+                lambda m, p: losses_of(m, p, mframes, mtext, mb_local),
+                cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr, virtual_params, cfg.normalize_weights,
+                mean_fn=dist.mean, reduce_grads=dist.average_differentiable, sync_grads=dist.average_grads,
+            ))
+        with autocast:
+            losses = losses_of(model, None, frames, text, b_local)
+        with torch.no_grad():
+            weights = sample_weights(weight_net, losses, cfg.normalize_weights, dist.mean) if spec.meta else torch.ones_like(losses)
+        loss = (weights * losses.float()).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        dist.average_grads(trainable)
+        scalars["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip))
+        opt.step()
+        sched.step()
+        scalars.update(loss=float(loss.detach()), lr=sched.get_last_lr()[0], temperature=float(model.temperature()))
+        sample_log += [{"step": step, "video_id": r["video_id"], "topic": r.get("topic"), "source": r.get("source", "original"),
+                        "aligned": r.get("aligned"), "loss": float(l), "weight": float(w)}
+                       for r, l, w in zip(part, losses.detach().float().cpu(), weights.float().cpu())]
+        steps_done += 1
+        done = step + 1
+        if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
+            scalars.update(validate(model, data, cfg, device))
+            if scalars["val/rsum"] > best["val/rsum"]:
+                best = {"val/rsum": scalars["val/rsum"], "step": done,
+                        **{k: v for k, v in scalars.items() if k.startswith("val/")}}
+                save_weights(ckpt / "best.safetensors", model)
+            bar.set_postfix(val_rsum=f"{scalars['val/rsum']:.1f}", loss=f"{scalars['loss']:.3f}")
+        scalar_log.append(scalars)
+        if writer is not None:
+            for k, v in scalars.items():
+                if k != "step":
+                    writer.add_scalar(k, v, step)
+        if done % cfg.ckpt_every == 0 or done == cfg.steps or (stop_after is not None and steps_done >= stop_after):
+            if rank == 0:
+                _append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
+                for row in scalar_log:
+                    append_jsonl(logs / "scalars.jsonl", row)
+                save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
+                save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best})
+            sample_log, scalar_log = [], []
+        if stop_after is not None and steps_done >= stop_after:
+            break
+    if writer is not None:
+        writer.close()
+    wall = time.time() - t0
+    summary = {"name": name, "method": method, "seed": seed, "steps": cfg.steps, "completed": done >= cfg.steps,
+               "best": best, "sec_per_step": wall / max(steps_done, 1), "world_size": world, "device": str(device),
+               "margin": cfg.margin if spec.loss != "infonce" else 0.0, "loss": spec.loss, "meta": spec.meta, "vlm": spec.vlm}
+    if rank == 0:
+        write_json(logs / "summary.json", summary)
+    return summary
+
+
+def load_trained(cfg: Config, name: str, which: str = "best") -> DualEncoder:
+    """A trained dual encoder from `checkpoints/<name>/{best,last}.safetensors`, on the configured device."""
+    from mamc.pipeline import require
+
+    model = build_model(cfg)
+    ckpt = checkpoint_dir(cfg, name)
+    if which == "best":
+        load_weights(require(ckpt / "best.safetensors", "notebook 03 or `mamc train`"), model)
+    else:
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(require(ckpt / "last.safetensors", "notebook 03 or `mamc train`")))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    return model.to(resolve_device(cfg.device)).eval()
+
+
+def weight_net_snapshots(cfg: Config, name: str) -> dict[int, WeightNet]:
+    """The weighting MLP at every checkpoint of a run (for the loss→weight curves of notebook 04)."""
+    from safetensors.torch import load_file
+
+    out = {}
+    for path in sorted(checkpoint_dir(cfg, name).glob("weight_net_step*.safetensors")):
+        net = WeightNet(cfg.meta_hidden)
+        net.load_state_dict(load_file(str(path)))
+        out[int(path.stem.split("step")[1])] = net.eval()
+    return out
+

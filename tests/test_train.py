@@ -1,0 +1,83 @@
+"""Specification of the trainer: exact resume, DDP equivalence, and the artifacts later notebooks read."""
+import json
+import os
+import socket
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from mamc.pipeline import checkpoint_dir, log_dir
+from mamc.train import METHODS, train, weight_net_snapshots
+
+
+def _tensors(cfg, name):
+    return load_file(str(checkpoint_dir(cfg, name) / "last.safetensors"))
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(smoke_cfg):
+    cfg = replace(smoke_cfg, steps=6, ckpt_every=3, eval_every=3)
+    train(cfg, "meta", name="whole", progress=False)
+    first = train(cfg, "meta", name="split", progress=False, stop_after=4)
+    assert not first["completed"]
+    second = train(cfg, "meta", name="split", progress=False)
+    assert second["completed"]
+    a, b = _tensors(cfg, "whole"), _tensors(cfg, "split")
+    assert a.keys() == b.keys()
+    for k in a:
+        if not k.startswith("rng"):
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    steps = [int(line.split(",")[0]) for line in (log_dir(cfg, "split") / "samples.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(steps) and len(steps) == 6 * cfg.batch_size
+
+
+def test_logs_and_snapshots_for_the_figures(smoke_cfg):
+    cfg = replace(smoke_cfg, steps=4, ckpt_every=2, eval_every=2)
+    summary = train(cfg, "margin", name="logs", progress=False)
+    logs = log_dir(cfg, "logs")
+    header = (logs / "samples.csv").read_text().splitlines()[0].split(",")
+    assert header == ["step", "video_id", "topic", "source", "aligned", "loss", "weight"]
+    scalars = [json.loads(line) for line in (logs / "scalars.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in scalars] == [0, 1, 2, 3] and "val/rsum" in scalars[1]
+    assert sorted(weight_net_snapshots(cfg, "logs")) == [2, 4]
+    assert (checkpoint_dir(cfg, "logs") / "best.safetensors").exists()
+    assert summary["best"]["step"] in (2, 4) and summary["margin"] == cfg.margin
+
+
+def test_vlm_method_requires_captions(smoke_cfg, tmp_path):
+    from mamc.pipeline import MissingArtifact
+
+    cfg = replace(smoke_cfg, steps=1)
+    if not (cfg.data_dir / "captions.jsonl").exists():
+        with pytest.raises(MissingArtifact, match="notebook 02"):
+            train(cfg, "vlm", name="nocap", progress=False)
+    assert set(METHODS) == {"infonce", "margin", "meta", "vlm", "mama", "additive"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, cfg, method, name):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        train(cfg, method, name=name, progress=False)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("method", ["margin", "meta"])
+def test_two_process_gloo_matches_one_process(smoke_cfg, method):
+    cfg = replace(smoke_cfg, steps=3, ckpt_every=3, eval_every=100, device="cpu")
+    train(cfg, method, name=f"single_{method}", progress=False)
+    mp.start_processes(_worker, args=(2, _free_port(), cfg, method, f"ddp_{method}"), nprocs=2, start_method="spawn")
+    a, b = _tensors(cfg, f"single_{method}"), _tensors(cfg, f"ddp_{method}")
+    for k in a:
+        if k.startswith(("model.", "weight_net.")):
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
