@@ -66,13 +66,18 @@ def multi_caption_ranks(sim_v2t, caption_video: Sequence[int] | np.ndarray, chun
     return ranks
 
 
-def video_text_retrieval(sim_t2v, caption_video: Sequence[int] | np.ndarray | None = None) -> dict[str, dict[str, float]]:
-    """Both directions from one text×video similarity matrix (several captions per video allowed)."""
+def video_text_retrieval(sim_t2v, caption_video: Sequence[int] | np.ndarray | None = None,
+                         dsl: bool = False) -> dict[str, dict[str, float]]:
+    """Both directions from one text×video similarity matrix (several captions per video allowed).
+
+    With `dsl`, each direction is re-scored by dual softmax over its own queries first.
+    """
     sim = _as_tensor(sim_t2v)
     owner = np.arange(sim.shape[0]) if caption_video is None else np.asarray(caption_video)
+    t2v, v2t = (dual_softmax(sim), dual_softmax(sim.T)) if dsl else (sim, sim.T)
     return {
-        "t2v": _summarise(gt_ranks(sim, owner)),
-        "v2t": _summarise(multi_caption_ranks(sim.T, owner)),
+        "t2v": _summarise(gt_ranks(t2v, owner)),
+        "v2t": _summarise(multi_caption_ranks(v2t, owner)),
     }
 
 

@@ -6,6 +6,7 @@ meta-learned weighting, the VLM captions, and the additive margin as a compariso
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -166,6 +167,10 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     if len(data.train) < cfg.batch_size:
         raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
     ckpt, logs = checkpoint_dir(cfg, name), log_dir(cfg, name)
+    if (logs / "summary.json").exists() and (ckpt / "last.json").exists():
+        done_before = json.loads((logs / "summary.json").read_text())
+        if done_before.get("completed") and json.loads((ckpt / "last.json").read_text())["step"] >= cfg.steps:
+            return done_before
     start, best = 0, {"val/rsum": -1.0, "step": -1}
     if (ckpt / "last.json").exists():
         state = load_checkpoint(ckpt, model, opt, sched, weight_net, weight_opt)
@@ -192,7 +197,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                                 text_all=dist.gather(t), offset=rank * local)
 
     sample_log, scalar_log = [], []
-    t0, steps_done = time.time(), 0
+    t0, steps_done, done = time.time(), 0, start
     bar = tqdm(range(start, cfg.steps), desc=name, disable=not progress or rank != 0, initial=start, total=cfg.steps)
     for step in bar:
         part, frames, text = batch(data.train, cfg.batch_size, b_local, step, 0)

@@ -46,7 +46,7 @@ TEMPLATES = [
     "in this clip a {color} {shape} {motion}{event}.",
 ]
 ATTRIBUTES = ("shape", "color", "direction", "size")
-SPLITS = ("train", "meta", "val", "test", "qa")
+SPLITS = ("train", "meta", "val", "test", "qa_train", "qa")
 
 
 def topic_names() -> list[str]:
@@ -153,8 +153,9 @@ def _split_topics(cfg: Config, rng: np.random.Generator) -> dict[str, list[str]]
             "test": balanced(cfg.n_test)}
 
 
-def qa_rows(test_rows: list[dict], n: int, rng: np.random.Generator) -> list[dict]:
-    """Open-ended and multiple-choice questions derived from the ground truth of test clips."""
+def qa_rows(clips: list[dict], n: int, rng: np.random.Generator, split: str) -> list[dict]:
+    """Open-ended and multiple-choice questions derived from the ground truth of clips (train clips for
+    `qa_train`, test clips for `qa`); answers come from the true attributes, never from a noisy caption."""
     questions = {
         "color": ("What color is the {shape} at the start?", list(COLORS)),
         "shape": ("What shape moves in the video?", list(SHAPES)),
@@ -162,8 +163,8 @@ def qa_rows(test_rows: list[dict], n: int, rng: np.random.Generator) -> list[dic
         "size": ("Is the {color} {shape} small or large?", list(SIZES)),
     }
     rows = []
-    for i in range(min(n, len(test_rows))):
-        src = test_rows[i]
+    for i in range(min(n, len(clips))):
+        src = clips[i]
         attrs = src["attributes"]
         qtype = list(questions)[i % len(questions)]
         template, vocab = questions[qtype]
@@ -171,7 +172,7 @@ def qa_rows(test_rows: list[dict], n: int, rng: np.random.Generator) -> list[dic
         others = [v for v in vocab if v != answer]
         cands = sorted([answer, *rng.choice(others, size=min(3, len(others)), replace=False).tolist()])
         rows.append({
-            "video_id": src["video_id"], "video": src["video"], "caption": src["caption"], "split": "qa",
+            "video_id": src["video_id"], "video": src["video"], "caption": src["caption"], "split": split,
             "source": "generated", "topic": src["topic"], "question": template.format(**attrs), "answer": answer,
             "candidates": cands, "qtype": qtype,
         })
@@ -205,7 +206,8 @@ def generate_corpus(cfg: Config, out_dir: str | Path | None = None, progress: bo
                 row["noise"] = "other_clip"
                 row["caption"] = describe(sample_attributes(str(rng.choice(topic_names()[: cfg.n_topics])), rng), rng)
         rows.append(row)
-    rows += qa_rows([r for r in rows if r["split"] == "test"], cfg.n_qa, rng)
+    rows += qa_rows([r for r in rows if r["split"] == "train"], cfg.n_qa, rng, "qa_train")
+    rows += qa_rows([r for r in rows if r["split"] == "test"], cfg.n_qa, rng, "qa")
     manifest = write_jsonl(out / "manifest.jsonl", rows)
     write_json(out / "corpus.json", corpus_stats(rows, cfg))
     (out / "DATA_CARD.md").write_text(data_card(rows, cfg), encoding="utf-8")
@@ -239,7 +241,8 @@ def data_card(rows: list[dict], cfg: Config) -> str:
     for split, v in s["splits"].items():
         lines.append(f"| {split} | {v['n']} | {v['misaligned']} ({v['misaligned'] / max(v['n'], 1):.1%}) | {len(v['topics'])} |")
     lines += ["", f"Train topics follow a Zipf law with exponent {cfg.zipf_exponent}; meta, val and test are",
-              "topic-balanced and clean; QA questions are derived from the ground truth of test clips.", "",
+              "topic-balanced and clean; QA questions are derived from the ground truth of train clips (qa_train)",
+              "and of test clips (qa).", "",
               "## Train topic frequencies", "", "| topic | clips |", "|---|---|"]
     lines += [f"| {t} | {n} |" for t, n in s["splits"]["train"]["topics"].items()]
     lines += ["", "## Noise kinds (train)", "", json.dumps(s["splits"]["train"]["noise_kinds"]), "",
