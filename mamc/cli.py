@@ -1,0 +1,176 @@
+"""`mamc …` commands: `reproduce` runs the notebooks; the others are each notebook's main step for batch use."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mamc.config import PROFILES, Config, load_config
+
+
+def _run_config(args) -> Config:
+    """The run folder's saved configuration when it has one, else the profile's; `--param` overrides both."""
+    from mamc.reproduce import parse_params
+    from mamc.runfolder import load_run_config, save_config
+
+    _, overrides = parse_params(args.param or [], {})
+    run = Path(args.run)
+    cfg = load_run_config(run, **overrides) if (run / "config.json").exists() else load_config(
+        args.profile, run_dir=str(run.resolve()), **overrides)
+    save_config(cfg)
+    return cfg
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder (created when missing)")
+    p.add_argument("--profile", choices=PROFILES, default="default", help="profile for a new run folder")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="configuration override (repeatable)")
+
+
+def cmd_reproduce(args) -> int:
+    from mamc.reproduce import reproduce
+
+    only = args.only.split(",") if args.only else None
+    out = reproduce(args.profile, args.out, args.seed, args.device, args.param, only, progress=not args.quiet)
+    print(f"run folder: {out}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from mamc.data.synthetic import generate_corpus
+
+    print(generate_corpus(_run_config(args)))
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from mamc.data.ingest import ingest
+
+    rows = ingest(args.dataset, args.annotations, args.out, split=args.split, videos=args.videos, extra=args.extra)
+    print(f"{len(rows)} rows → {args.out}")
+    return 0
+
+
+def cmd_frames(args) -> int:
+    from mamc.pipeline import ensure_frames, frame_cache_dir, load_rows
+
+    cfg = _run_config(args)
+    counts = ensure_frames(cfg, load_rows(cfg), progress=True)
+    print(json.dumps(counts), f"cache: {frame_cache_dir(cfg)}")
+    if counts["failed"]:
+        print(f"{counts['failed']} video(s) failed: see {frame_cache_dir(cfg) / 'failures.jsonl'}", file=sys.stderr)
+    return 0
+
+
+def cmd_caption(args) -> int:
+    from mamc.caption.jobs import caption_videos
+
+    cfg = _run_config(args)
+    stats = caption_videos(cfg, model=args.model, shard=args.shard, num_shards=args.num_shards, limit=args.limit)
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from mamc.experiments import run_ablation
+    from mamc.train import train
+
+    cfg = _run_config(args)
+    if args.method == "ablation":
+        run_ablation(cfg)
+    else:
+        print(json.dumps(train(cfg, args.method, args.seed), indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from mamc.experiments import evaluate_all
+    from mamc.tables import build_tables
+
+    cfg = _run_config(args)
+    evaluate_all(cfg, qa=not args.no_qa)
+    metrics = build_tables(cfg)
+    print(f"tables: {cfg.run_path / 'tables'}; metrics: {cfg.run_path / 'metrics.json'} ({len(metrics['runs'])} runs)")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from mamc.figures import build_figures
+    from mamc.runfolder import load_run_config
+
+    made = build_figures(load_run_config(args.run))
+    for name, paths in made.items():
+        print(name, *[str(p) for p in paths])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mamc.data.ingest import FORMATS
+    from mamc.train import METHODS
+
+    parser = argparse.ArgumentParser(prog="mamc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("reproduce", help="run the notebooks in order with papermill into a run folder")
+    p.add_argument("--profile", choices=PROFILES, default="default")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 …")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="notebook parameter or configuration field (repeatable); unknown keys are an error")
+    p.add_argument("--only", help="comma-separated notebook numbers to run, e.g. 04,05 (reuses saved artifacts)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("synth", help="generate the embedded corpus into RUN/data")
+    _common(p)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("ingest", help="convert a public dataset's annotations into a manifest")
+    p.add_argument("dataset", choices=sorted(FORMATS))
+    p.add_argument("annotations", nargs="+", help="annotation file(s) in the dataset's published format")
+    p.add_argument("--out", required=True, help="manifest to write (JSONL)")
+    p.add_argument("--split", help="split name for the rows (default: from the files where they say)")
+    p.add_argument("--videos", default="videos", help="video folder, relative to the data root")
+    p.add_argument("--extra", nargs="*", default=[], help="extra files, e.g. the MSR-VTT 9k train list")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("frames", help="decode every video once into the frame cache")
+    _common(p)
+    p.set_defaults(func=cmd_frames)
+
+    p = sub.add_parser("caption", help="caption the training videos with a VLM (resumable)")
+    _common(p)
+    p.add_argument("--model", help="hub id or local path of a LLaVA-family checkpoint (default: the run's captioner)")
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--limit", type=int, help="caption at most this many videos")
+    p.set_defaults(func=cmd_caption)
+
+    p = sub.add_parser("train", help="train one method (or the whole ablation)")
+    _common(p)
+    p.add_argument("--method", choices=[*METHODS, "ablation"], default="mama")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test-set retrieval and QA for every trained run; tables and metrics.json")
+    _common(p)
+    p.add_argument("--no-qa", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("figures", help="rebuild every figure from a run folder's saved artifacts")
+    p.add_argument("--run", required=True)
+    p.set_defaults(func=cmd_figures)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        print(f"mamc {args.command}: error: {err}", file=sys.stderr)
+        return 2

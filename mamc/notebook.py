@@ -1,0 +1,21 @@
+"""What the second cell of every notebook calls: the parameters cell holds literals only (papermill injects
+them), and everything derived from them is made here."""
+from __future__ import annotations
+
+import logging
+import os
+
+from mamc.config import Config, load_config
+from mamc.plots import use_style
+from mamc.runfolder import save_config
+
+
+def setup(profile: str, run_dir: str, seed: int = 0, device: str = "auto", overrides: dict | None = None) -> Config:
+    """The run's configuration (saved to `config.json` in the run folder) and the kit's plotting style."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    cfg = load_config(profile, run_dir=run_dir, seed=seed, device=device, **(overrides or {}))
+    cfg.run_path.mkdir(parents=True, exist_ok=True)
+    save_config(cfg)
+    use_style()
+    return cfg

@@ -1,0 +1,112 @@
+"""`mamc reproduce`: run the ordered notebooks with papermill into a run folder.
+
+Parameters are injected per notebook (only those it declares); `--param key=value` must name a notebook
+parameter or a configuration field (those travel in the `overrides` parameter), anything else is an error.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+
+import papermill as pm
+from tqdm.auto import tqdm
+
+from mamc.config import REPO_ROOT, coerce, config_fields, load_config
+from mamc.manifest import write_json
+from mamc.runfolder import write_environment
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+KERNEL = "mamc"
+BASE_PARAMETERS = ("profile", "run_dir", "seed", "device", "overrides")
+
+
+class ReproduceError(RuntimeError):
+    """A notebook failed; the message names the notebook, the cell and where the partial notebook is."""
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The ordered notebooks (`NN_name.ipynb`), optionally only those whose number is in `only`."""
+    found = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        wanted = {o.zfill(2) for o in only}
+        unknown = wanted - {p.name[:2] for p in found}
+        if unknown:
+            raise ValueError(f"no notebook numbered {sorted(unknown)}; have {[p.name for p in found]}")
+        found = [p for p in found if p.name[:2] in wanted]
+    return found
+
+
+def ensure_kernel() -> str:
+    """Install (once, into this environment) a kernelspec for this interpreter, so that no fresh machine ever
+    meets NoSuchKernel; returns its name."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL)
+        if Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+            return KERNEL
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL, display_name="Python (mamc)", prefix=sys.prefix)
+    return KERNEL
+
+
+def parse_params(pairs: list[str], declared: dict[str, set[str]]) -> tuple[dict, dict]:
+    """Split `key=value` pairs into notebook parameters and configuration overrides; reject unknown keys."""
+    params, overrides = {}, {}
+    known_nb = set().union(*declared.values()) if declared else set()
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--param expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        if key in BASE_PARAMETERS:
+            raise ValueError(f"set {key} with its own option (--profile, --out, --seed, --device), not --param")
+        if key in known_nb:
+            try:
+                params[key] = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                params[key] = raw
+        elif key in config_fields():
+            coerce(key, raw)
+            overrides[key] = raw
+        else:
+            raise ValueError(f"unknown parameter {key!r}: not a parameter of {sorted(p.name for p in NOTEBOOK_DIR.glob('*.ipynb'))} "
+                             f"(they declare {sorted(known_nb)}) nor a configuration field")
+    return params, overrides
+
+
+def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto", params: list[str] | None = None,
+              only: list[str] | None = None, progress: bool = True) -> Path:
+    """Run the notebooks in order into `out`; returns the run folder."""
+    out = Path(out).resolve()
+    selected = notebooks(only)
+    declared = {p.name: set(pm.inspect_notebook(str(p))) for p in selected}
+    nb_params, overrides = parse_params(params or [], declared)
+    cfg = load_config(profile, run_dir=str(out), seed=seed, device=device, **overrides)
+    kernel = ensure_kernel()
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    env_path = out / "environment.json"
+    timings = json.loads(env_path.read_text()).get("wall_time_s", {}) if env_path.exists() else {}
+    base = {"profile": profile, "run_dir": str(out), "seed": seed, "device": device, "overrides": overrides}
+    for nb in tqdm(selected, desc="notebooks", disable=not progress, unit="nb"):
+        target = out / "notebooks" / nb.name
+        inject = {k: v for k, v in {**base, **nb_params}.items() if k in declared[nb.name]}
+        start = time.time()
+        try:
+            pm.execute_notebook(str(nb), str(target), parameters=inject, kernel_name=kernel, cwd=str(REPO_ROOT),
+                                progress_bar=False, log_output=False)
+        except pm.PapermillExecutionError as err:
+            raise ReproduceError(
+                f"{nb.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
+                f"the partially executed notebook is kept at {target}") from None
+        finally:
+            timings[nb.name] = round(time.time() - start, 1)
+            write_environment(cfg, timings)
+    write_json(out / "reproduce.json", {"profile": profile, "seed": seed, "device": device, "params": nb_params,
+                                        "overrides": overrides, "notebooks": [p.name for p in selected]})
+    return out

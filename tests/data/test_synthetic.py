@@ -1,0 +1,63 @@
+"""The embedded corpus is a measuring instrument: known topics, long tail, known noise, clean balanced splits."""
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+
+from mamc.data.synthetic import COLORS, generate_corpus, render, sample_attributes, zipf_probs
+from mamc.data.video import read_frames
+from mamc.manifest import read_manifest
+
+
+def test_splits_sizes_balance_and_noise(smoke_cfg):
+    rows = read_manifest(smoke_cfg.data_dir / "manifest.jsonl")
+    by = Counter(r["split"] for r in rows)
+    assert by["train"] == smoke_cfg.n_train and by["test"] == smoke_cfg.n_test and by["qa"] == smoke_cfg.n_qa
+    for split in ("meta", "test", "val"):
+        part = [r for r in rows if r["split"] == split]
+        assert all(r["aligned"] for r in part)
+        counts = Counter(r["topic"] for r in part).values()
+        assert max(counts) - min(counts) <= 1
+    train = [r for r in rows if r["split"] == "train"]
+    noisy = [r for r in train if not r["aligned"]]
+    assert 0.1 < len(noisy) / len(train) < 0.5
+    assert all(r["caption"] != r["true_caption"] or r["noise"] == "other_clip" for r in noisy)
+    assert all(r["caption"] == r["true_caption"] for r in train if r["aligned"])
+
+
+def test_train_topics_are_long_tailed(smoke_cfg):
+    train = [r for r in read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "train")]
+    counts = sorted(Counter(r["topic"] for r in train).values(), reverse=True)
+    assert counts[0] > 3 * counts[-1]
+    p = zipf_probs(10, 1.2)
+    assert np.isclose(p.sum(), 1) and (np.diff(p) < 0).all()
+
+
+def test_deterministic_from_seed(smoke_cfg, tmp_path):
+    small = replace(smoke_cfg, n_train=12, n_val=4, n_test=4, n_qa=4, n_meta_per_topic=1)
+    a = read_manifest(generate_corpus(small, tmp_path / "a", progress=False))
+    b = read_manifest(generate_corpus(small, tmp_path / "b", progress=False))
+    assert a == b
+    np.testing.assert_array_equal(read_frames(tmp_path / "a" / a[0]["video"]), read_frames(tmp_path / "b" / b[0]["video"]))
+
+
+def test_clips_are_real_h264_and_show_their_attributes(smoke_cfg):
+    row = read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "test")[0]
+    import av
+
+    with av.open(str(smoke_cfg.data_dir / row["video"])) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+    rng = np.random.default_rng(0)
+    attrs = dict(sample_attributes("red circle", rng), direction="right", change_to="blue", size="large")
+    frames = render(attrs, 8, 32, rng).astype(int)
+    red, blue = np.array(COLORS["red"]), np.array(COLORS["blue"])
+    centre_x = lambda f, c: np.argwhere((np.abs(f - c).sum(-1) < 30))[:, 1].mean()  # noqa: E731
+    assert centre_x(frames[0], red) < centre_x(frames[-1], blue)
+
+
+def test_qa_answers_come_from_ground_truth(smoke_cfg):
+    rows = read_manifest(smoke_cfg.data_dir / "manifest.jsonl")
+    clips = {r["video_id"]: r for r in rows if r["split"] in ("train", "test")}
+    for q in (r for r in rows if r["split"] in ("qa", "qa_train")):
+        assert q["answer"] == clips[q["video_id"]]["attributes"][q["qtype"]] and q["answer"] in q["candidates"]
+    assert (smoke_cfg.data_dir / "DATA_CARD.md").read_text().count("| train |") == 1

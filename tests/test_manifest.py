@@ -1,0 +1,54 @@
+"""Specification of manifest rows: validation with file:line, atomic writes, resumable appends."""
+import json
+
+import pytest
+
+from mamc.manifest import ManifestError, append_jsonl, read_manifest, validate_row, write_jsonl
+
+GOOD = {"video_id": "v1", "video": "videos/v1.mp4", "caption": "a cat", "split": "train"}
+
+
+def test_valid_rows_round_trip(tmp_path):
+    rows = [GOOD, dict(GOOD, video_id="v2", split="test", source="vlm", start=1.0, end=2.5)]
+    write_jsonl(tmp_path / "m.jsonl", rows)
+    assert read_manifest(tmp_path / "m.jsonl") == rows
+    assert read_manifest(tmp_path / "m.jsonl", split="test") == rows[1:]
+
+
+@pytest.mark.parametrize("row, reason", [
+    ({"video": "x", "caption": "c", "split": "train"}, "missing field(s) video_id"),
+    (dict(GOOD, caption=3), "field 'caption' must be a string, got int"),
+    (dict(GOOD, start=3, end=1), "end (1) must be after start (3)"),
+    (dict(GOOD, answer="b", candidates=["a", "c"]), "answer 'b' is not among the candidates"),
+    ([1, 2], "expected a JSON object, got list"),
+])
+def test_bad_rows_are_rejected_with_file_line_and_reason(tmp_path, row, reason):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n\n" + json.dumps(row) + "\n")
+    with pytest.raises(ManifestError) as err:
+        read_manifest(path)
+    assert str(err.value) == f"{path}:3: {reason}"
+    assert validate_row(GOOD) is None
+
+
+def test_invalid_json_names_the_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n{oops\n")
+    with pytest.raises(ManifestError, match=r"m.jsonl:2: not valid JSON"):
+        read_manifest(path)
+
+
+def test_failed_write_leaves_the_previous_file_intact(tmp_path):
+    path = tmp_path / "m.jsonl"
+    write_jsonl(path, [GOOD])
+    with pytest.raises(ManifestError, match="row 2: missing field"):
+        write_jsonl(path, [GOOD, {"video_id": "v"}])
+    assert read_manifest(path) == [GOOD]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.jsonl"]  # no temporary file left behind
+
+
+def test_append_is_line_by_line(tmp_path):
+    path = tmp_path / "out" / "c.jsonl"
+    append_jsonl(path, GOOD)
+    append_jsonl(path, dict(GOOD, video_id="v2"))
+    assert [r["video_id"] for r in read_manifest(path)] == ["v1", "v2"]
