@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 
 from mamc.config import Config
 from mamc.evaluate import gt_ranks, video_text_retrieval
@@ -16,7 +17,14 @@ from mamc.qa import train_and_evaluate_qa
 from mamc.train import embed_rows, load_trained, run_name, train
 
 
-def sweep_name(seed: int, margin: float) -> str:
+def sweep_name(cfg: Config, margin: float) -> str:
+    """Run of the margin sweep at `margin` (first seed). m = 0 is InfoNCE exactly and m = cfg.margin is the
+    ablation's margin run, so those two reuse the ablation's runs instead of training twice."""
+    seed = cfg.seeds[0]
+    if margin == 0 and "infonce" in cfg.methods:
+        return run_name("infonce", seed)
+    if margin == cfg.margin and "margin" in cfg.methods:
+        return run_name("margin", seed)
     return run_name("margin", seed, margin)
 
 
@@ -28,8 +36,8 @@ def run_ablation(cfg: Config, progress: bool = True) -> list[dict]:
 def run_margin_sweep(cfg: Config, progress: bool = True) -> list[dict]:
     """Subtractive-margin training at each margin of `cfg.margin_sweep` (first seed)."""
     seed = cfg.seeds[0]
-    return [train(replace(cfg, margin=m), "margin", seed, name=sweep_name(seed, m), progress=progress)
-            for m in cfg.margin_sweep]
+    return [train(replace(cfg, margin=m), "margin", seed, name=sweep_name(cfg, m), progress=progress)
+            for m in cfg.margin_sweep if sweep_name(cfg, m) == run_name("margin", seed, m)]
 
 
 def topic_groups(cfg: Config) -> dict[str, str]:
@@ -71,15 +79,40 @@ def evaluate_test(cfg: Config, name: str) -> dict:
     return out
 
 
-def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False) -> list[dict]:
-    """Evaluate every finished run of the ablation and the sweep on test (and QA for the ablation's runs)."""
+def _evaluated(cfg: Config, name: str) -> bool:
+    """Whether test.json exists for the run's current best checkpoint (so evaluation can be skipped)."""
+    test, summary = log_dir(cfg, name) / "test.json", log_dir(cfg, name) / "summary.json"
+    return test.exists() and json.loads(test.read_text()).get("best_step") == json.loads(summary.read_text())["best"]["step"]
+
+
+def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done: bool = True) -> list[dict]:
+    """Evaluate every finished run of the ablation and the sweep on test (and QA for the ablation's runs).
+
+    Test metrics are computed once per selected checkpoint; with `skip_done` they are read back after that.
+    """
     results = []
-    for seed in cfg.seeds:
-        for method in cfg.methods:
-            name = run_name(method, seed)
-            results.append(evaluate_test(cfg, name))
-            if qa:
-                train_and_evaluate_qa(cfg, name, method, seed, progress)
-    for m in cfg.margin_sweep:
-        results.append(evaluate_test(replace(cfg, margin=m), sweep_name(cfg.seeds[0], m)))
+    names = [(cfg, run_name(m, s), m, s) for s in cfg.seeds for m in cfg.methods]
+    names += [(replace(cfg, margin=m), sweep_name(cfg, m), None, None) for m in cfg.margin_sweep]
+    for run_cfg, name, method, seed in dict(((n[1], n) for n in names)).values():
+        if skip_done and _evaluated(run_cfg, name):
+            results.append(json.loads((log_dir(run_cfg, name) / "test.json").read_text()))
+        else:
+            results.append(evaluate_test(run_cfg, name))
+        if qa and method is not None:
+            train_and_evaluate_qa(cfg, name, method, seed, progress)
     return results
+
+
+def training_log(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Summaries (one row per ablation run) and scalars (one row per run and step) of the trained runs."""
+    names = [run_name(m, s) for s in cfg.seeds for m in cfg.methods]
+    summaries, scalars = [], []
+    for name in names:
+        logs = log_dir(cfg, name)
+        s = json.loads(require(logs / "summary.json", "notebook 03 or `mamc train`").read_text())
+        summaries.append({"run": name, "method": s["method"], "seed": s["seed"], "best step": s["best"]["step"],
+                          "val rsum": s["best"]["val/rsum"], "val t2v R@1": s["best"].get("val/t2v/R@1"),
+                          "s/step": s["sec_per_step"]})
+        part = pd.read_json(logs / "scalars.jsonl", lines=True)
+        scalars.append(part.assign(run=name))
+    return pd.DataFrame(summaries), pd.concat(scalars, ignore_index=True)

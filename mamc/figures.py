@@ -98,7 +98,7 @@ def build_figures(cfg: Config, close: bool = True) -> dict[str, list[Path]]:
         emit("topic_improvement", plots.topic_figure(share, words, improvement))
         emit("improvement_vs_frequency", plots.improvement_vs_frequency(train_topics, improvement))
 
-    sweep = [json.loads(require(log_dir(cfg, sweep_name(cfg.seeds[0], m)) / "test.json", EVALUATE).read_text())
+    sweep = [json.loads(require(log_dir(cfg, sweep_name(cfg, m)) / "test.json", EVALUATE).read_text())
              for m in cfg.margin_sweep]
     emit("margin_sweep", plots.margin_sweep(list(cfg.margin_sweep), [s["t2v"]["R@1"] for s in sweep]))
 

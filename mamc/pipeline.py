@@ -26,7 +26,7 @@ def manifest_path(cfg: Config) -> Path:
 
 
 def captions_path(cfg: Config) -> Path:
-    """Captions written by the VLM (notebook 02 / `mamc caption`)."""
+    """Captions written by the VLM (notebook 02 / `mamc caption`); sharded jobs write captions.shard*.jsonl."""
     return cfg.data_dir / "captions.jsonl"
 
 
@@ -50,8 +50,11 @@ def load_rows(cfg: Config, split: str | None = None, with_vlm: bool = False) -> 
     """Manifest rows (one split or all), plus the VLM captions of train videos when asked."""
     rows = read_manifest(require(manifest_path(cfg), "notebook 01 or `mamc synth`"), split)
     if with_vlm:
-        vlm = read_manifest(require(captions_path(cfg), "notebook 02 or `mamc caption`"))
-        rows += [r for r in vlm if split is None or r["split"] == split]
+        files = sorted(cfg.data_dir.glob("captions*.jsonl"))
+        if not files:
+            require(captions_path(cfg), "notebook 02 or `mamc caption`")
+        for f in files:
+            rows += [r for r in read_manifest(f) if split is None or r["split"] == split]
     return rows
 
 

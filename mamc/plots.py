@@ -161,3 +161,37 @@ def method_bars(table: pd.DataFrame, metric: str):
     ax.set_xticks(x, table["method"], rotation=30, ha="right")
     ax.set_ylabel(metric)
     return fig
+
+
+def grids_with_captions(images: Sequence, captions: Sequence[Sequence[str]], labels: Sequence[str]):
+    """Keyframe grids (one per column) with their captions underneath, one line per label."""
+    use_style()
+    fig, axes = plt.subplots(1, len(images), figsize=(TWO_COLUMN, TWO_COLUMN / len(images) + 0.9), squeeze=False)
+    for ax, img, caps in zip(axes[0], images, captions):
+        ax.imshow(img)
+        ax.axis("off")
+        text = "\n".join(f"{label}: {c}" for label, c in zip(labels, caps))
+        ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top", fontsize=5.5, wrap=True)
+    return fig
+
+
+def training_curves(scalars: pd.DataFrame, metric: str = "val/rsum"):
+    """A validation metric against step, one line per run (`scalars` has columns run, step, metric)."""
+    fig, ax = _figure()
+    data = scalars.dropna(subset=[metric])
+    for i, (run, part) in enumerate(data.groupby("run", sort=False)):
+        ax.plot(part["step"], part[metric], marker="o", ms=2, label=run, color=PALETTE[i % len(PALETTE)])
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.legend(frameon=False, fontsize=6)
+    return fig
+
+
+def attribute_accuracy(table: pd.DataFrame):
+    """Grouped bars of caption accuracy per attribute (`table`: rows attributes, columns caption sources)."""
+    fig, ax = _figure()
+    table.plot.bar(ax=ax, color=PALETTE[: table.shape[1]], rot=0)
+    ax.set_ylabel("captions stating it correctly (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(frameon=False)
+    return fig

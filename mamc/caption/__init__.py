@@ -1,0 +1,1 @@
+"""VLM captioning: keyframe grids, LLaVA-family captioners through transformers, resumable caption jobs."""

@@ -1,0 +1,85 @@
+"""Captioning with any LLaVA-family checkpoint through transformers' Auto classes, by hub id or local path.
+
+`AutoProcessor` + `AutoModelForImageTextToText` with the checkpoint's chat template; batched generation with
+left padding; no `trust_remote_code` unless asked for. The embedded captioner (mamc.caption.tiny) is loaded by
+exactly this code.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+
+@dataclass
+class Captioner:
+    processor: object
+    model: torch.nn.Module
+    name: str
+    revision: str | None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
+    """"auto": bfloat16 on CUDA (what 7B LLaVA checkpoints are run in), float32 on CPU."""
+    if spec == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, spec)
+
+
+def load_captioner(name: str, device: torch.device | str = "cpu", dtype: str = "auto",
+                   trust_remote_code: bool = False, revision: str | None = None) -> Captioner:
+    """Processor and model of a LLaVA-family checkpoint, padding on the left for batched generation."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    device = torch.device(device)
+    processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code, revision=revision)
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(
+        name, dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code, revision=revision).to(device).eval()
+    return Captioner(processor, model, name, revision or getattr(model.config, "_commit_hash", None))
+
+
+def video_backend_available() -> tuple[bool, str]:
+    """Video-native checkpoints (LLaVA-NeXT-Video, Qwen2-VL) need torchvision for their video processors.
+    The CPU build of torch here cannot import PyPI's torchvision, so say that plainly instead of crashing."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception as err:  # a broken torchvision raises RuntimeError, not ImportError
+        return False, (f"torchvision does not import ({type(err).__name__}: {err}); video-native checkpoints need it. "
+                       "Install a torchvision matching your torch (see README), or caption keyframe grids instead.")
+    return True, "torchvision available"
+
+
+def chat_prompt(processor, prompt: str) -> str:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True)
+
+
+def clean_caption(text: str) -> str:
+    """Normalise whitespace and say "video" where an image model said "image(s)" (the authors' post-processing)."""
+    text = re.sub(r"\b[Ii]mages?\b", "video", text)
+    text = re.sub(r"\s+([.,!?])", r"\1", " ".join(text.split()))
+    return text.strip()
+
+
+@torch.no_grad()
+def generate_captions(cap: Captioner, images: list[Image.Image], prompt: str, temperature: float = 0.2,
+                      max_new_tokens: int = 64, seed: int = 0) -> list[str]:
+    """One caption per image; sampling with `temperature` (greedy when 0), reproducible from `seed`."""
+    text = [chat_prompt(cap.processor, prompt)] * len(images)
+    inputs = cap.processor(images=images, text=text, return_tensors="pt", padding=True).to(cap.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(cap.model.dtype)
+    torch.manual_seed(seed)
+    sample = temperature > 0
+    out = cap.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample,
+                             temperature=temperature if sample else None, top_p=None, top_k=None,
+                             pad_token_id=cap.processor.tokenizer.pad_token_id)
+    new = out[:, inputs["input_ids"].shape[1]:]
+    return [clean_caption(t) for t in cap.processor.tokenizer.batch_decode(new, skip_special_tokens=True)]
