@@ -35,7 +35,7 @@ class Config:
     clip_size: int = 32
     fps: int = 8
     # Frames seen by the model
-    frames: int = 8
+    frames: int = 4
     frame_size: int = 32
     # Dual encoder
     video_backbone: str = "tiny"
@@ -59,17 +59,17 @@ class Config:
     normalize_weights: bool = True
     meta_batch_size: int = 64
     # Optimisation
-    steps: int = 600
+    steps: int = 200
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 30
+    warmup_steps: int = 20
     grad_clip: float = 1.0
-    ckpt_every: int = 200
-    eval_every: int = 100
+    ckpt_every: int = 50
+    eval_every: int = 50
     num_workers: int = 0
     qa_eta: float = 1.0
-    qa_steps: int = 200
+    qa_steps: int = 100
     # Experiments run by notebooks 03 and 05
     methods: tuple[str, ...] = METHODS
     seeds: tuple[int, ...] = (0, 1, 2)

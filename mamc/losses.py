@@ -94,17 +94,9 @@ def additive_margin_nce(
     return _margin_nce(video, text, lambda c: additive_positive(c, margin), temperature, video_all, text_all, offset)
 
 
-def info_nce(
-    video: Tensor,
-    text: Tensor,
-    temperature: float | Tensor = 0.05,
-    *,
-    video_all: Tensor | None = None,
-    text_all: Tensor | None = None,
-    offset: int = 0,
-) -> Tensor:
-    """Symmetric InfoNCE (CLIP's objective), per sample."""
-    return _margin_nce(video, text, lambda c: c, temperature, video_all, text_all, offset)
+def info_nce(video: Tensor, text: Tensor, temperature: float | Tensor = 0.05, **candidates) -> Tensor:
+    """Symmetric InfoNCE (CLIP's objective), per sample: the subtractive loss with m = 0."""
+    return angular_margin_nce(video, text, 0.0, temperature, **candidates)
 
 
 def contrastive_loss(kind: str, video: Tensor, text: Tensor, margin: float, temperature: float | Tensor, **kw) -> Tensor:

@@ -72,9 +72,9 @@ def logit_geometry(margins: Sequence[float], temperature: float = 1.0, additive:
 def topic_distribution(counts: Mapping[str, int], groups: Mapping[str, str] | None = None):
     """Bar chart of clips per topic, most frequent first (the long tail)."""
     fig, ax = _figure(TWO_COLUMN, 2.2)
-    names = list(counts)
+    names = sorted(counts, key=counts.get, reverse=True)
     colors = [PALETTE[0] if (groups or {}).get(n, "head") == "head" else PALETTE[1] for n in names]
-    ax.bar(range(len(names)), list(counts.values()), color=colors)
+    ax.bar(range(len(names)), [counts[n] for n in names], color=colors)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
     ax.set_ylabel("training clips")
     ax.set_title("Topics in the training split")
@@ -85,7 +85,7 @@ def topic_figure(share: Mapping[str, float], top_words: Mapping[str, Sequence[st
     """The paper's topic figure: share of each topic (bars, labelled with its top words) and the relative R@1
     improvement of MAMA over InfoNCE per topic (points, right axis)."""
     fig, ax = _figure(TWO_COLUMN, 2.8)
-    names = list(share)
+    names = sorted(share, key=share.get, reverse=True)
     x = np.arange(len(names))
     ax.bar(x, [share[n] * 100 for n in names], color=PALETTE[5], label="share of training clips")
     ax.set_ylabel("share of training clips (%)")

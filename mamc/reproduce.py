@@ -27,9 +27,9 @@ class ReproduceError(RuntimeError):
     """A notebook failed; the message names the notebook, the cell and where the partial notebook is."""
 
 
-def notebooks(only: list[str] | None = None) -> list[Path]:
+def notebooks(only: list[str] | None = None, directory: Path = NOTEBOOK_DIR) -> list[Path]:
     """The ordered notebooks (`NN_name.ipynb`), optionally only those whose number is in `only`."""
-    found = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(Path(directory).glob("[0-9][0-9]_*.ipynb"))
     if only:
         wanted = {o.zfill(2) for o in only}
         unknown = wanted - {p.name[:2] for p in found}
@@ -56,6 +56,19 @@ def ensure_kernel() -> str:
     return KERNEL
 
 
+def failed_cell(executed: Path) -> tuple[int, str]:
+    """1-based position of the failing cell among the notebook's own cells (papermill's injected parameters
+    cell and error banner are not counted), and its first line."""
+    import nbformat
+
+    added = {"injected-parameters", "papermill-error-cell-tag"}
+    own = [c for c in nbformat.read(executed, as_version=4).cells if not added & set(c.metadata.get("tags", []))]
+    for i, cell in enumerate(own, 1):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return i, cell.source.splitlines()[0] if cell.source else ""
+    return -1, ""
+
+
 def parse_params(pairs: list[str], declared: dict[str, set[str]]) -> tuple[dict, dict]:
     """Split `key=value` pairs into notebook parameters and configuration overrides; reject unknown keys."""
     params, overrides = {}, {}
@@ -75,16 +88,16 @@ def parse_params(pairs: list[str], declared: dict[str, set[str]]) -> tuple[dict,
             coerce(key, raw)
             overrides[key] = raw
         else:
-            raise ValueError(f"unknown parameter {key!r}: not a parameter of {sorted(p.name for p in NOTEBOOK_DIR.glob('*.ipynb'))} "
+            raise ValueError(f"unknown parameter {key!r}: not a parameter of the notebooks "
                              f"(they declare {sorted(known_nb)}) nor a configuration field")
     return params, overrides
 
 
 def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto", params: list[str] | None = None,
-              only: list[str] | None = None, progress: bool = True) -> Path:
+              only: list[str] | None = None, progress: bool = True, notebook_dir: Path = NOTEBOOK_DIR) -> Path:
     """Run the notebooks in order into `out`; returns the run folder."""
     out = Path(out).resolve()
-    selected = notebooks(only)
+    selected = notebooks(only, notebook_dir)
     declared = {p.name: set(pm.inspect_notebook(str(p))) for p in selected}
     nb_params, overrides = parse_params(params or [], declared)
     cfg = load_config(profile, run_dir=str(out), seed=seed, device=device, **overrides)
@@ -101,8 +114,9 @@ def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto"
             pm.execute_notebook(str(nb), str(target), parameters=inject, kernel_name=kernel, cwd=str(REPO_ROOT),
                                 progress_bar=False, log_output=False)
         except pm.PapermillExecutionError as err:
+            cell, first_line = failed_cell(target)
             raise ReproduceError(
-                f"{nb.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
+                f"{nb.name} failed in cell {cell} `{first_line}` ({err.ename}: {err.evalue}); "
                 f"the partially executed notebook is kept at {target}") from None
         finally:
             timings[nb.name] = round(time.time() - start, 1)

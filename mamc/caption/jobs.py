@@ -25,14 +25,21 @@ from mamc.pipeline import captions_path, load_rows, resolve_device
 MAX_CANDIDATE_FRAMES = 64
 
 
-def grid_for_video(path: str | Path, cfg: Config) -> Image.Image:
-    """Decode up to 64 evenly spaced frames, keep rows·cols keyframes, tile them (cells keep the aspect ratio)."""
+def candidate_frames(path: str | Path, cfg: Config) -> np.ndarray:
+    """Up to 64 evenly spaced frames, resized to the grid's cell height (cells keep the aspect ratio)."""
     info = probe(path)
     cell_w = max(1, round(cfg.grid_cell * info.width / max(info.height, 1)))
     candidates = sample_indices(info.n_frames, min(info.n_frames, MAX_CANDIDATE_FRAMES))
-    frames = read_frames(path, np.unique(candidates), size=(cfg.grid_cell, cell_w))
-    chosen = keyframes(frames, cfg.grid_rows * cfg.grid_cols)
-    return video_grid(frames[chosen], cfg.grid_rows, cfg.grid_cols)
+    return read_frames(path, np.unique(candidates), size=(cfg.grid_cell, cell_w))
+
+
+def keyframe_grid(frames: np.ndarray, cfg: Config) -> Image.Image:
+    """rows·cols keyframes picked evenly among frame-difference peaks, tiled and padded to a square."""
+    return video_grid(frames[keyframes(frames, cfg.grid_rows * cfg.grid_cols)], cfg.grid_rows, cfg.grid_cols)
+
+
+def grid_for_video(path: str | Path, cfg: Config) -> Image.Image:
+    return keyframe_grid(candidate_frames(path, cfg), cfg)
 
 
 def output_path(cfg: Config, shard: int, num_shards: int) -> Path:

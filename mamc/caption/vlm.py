@@ -68,14 +68,21 @@ def clean_caption(text: str) -> str:
     return text.strip()
 
 
-@torch.no_grad()
-def generate_captions(cap: Captioner, images: list[Image.Image], prompt: str, temperature: float = 0.2,
-                      max_new_tokens: int = 64, seed: int = 0) -> list[str]:
-    """One caption per image; sampling with `temperature` (greedy when 0), reproducible from `seed`."""
+def prepare_inputs(cap: Captioner, images: list[Image.Image], prompt: str):
+    """Chat-templated prompts and pixel values for a batch, left-padded, on the model's device and dtype."""
     text = [chat_prompt(cap.processor, prompt)] * len(images)
     inputs = cap.processor(images=images, text=text, return_tensors="pt", padding=True).to(cap.device)
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(cap.model.dtype)
+    return inputs
+
+
+@torch.no_grad()
+def generate_captions(cap: Captioner, images: list[Image.Image], prompt: str, temperature: float = 0.2,
+                      max_new_tokens: int = 64, seed: int = 0, inputs=None) -> list[str]:
+    """One caption per image; sampling with `temperature` (greedy when 0), reproducible from `seed`.
+    `inputs` may come from `prepare_inputs` (to time preprocessing apart)."""
+    inputs = inputs if inputs is not None else prepare_inputs(cap, images, prompt)
     torch.manual_seed(seed)
     sample = temperature > 0
     out = cap.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -254,13 +255,14 @@ def data_card(rows: list[dict], cfg: Config) -> str:
 
 def parse_attributes(caption: str) -> dict[str, str | None]:
     """Read the attributes back from a caption in the corpus's language (for scoring generated captions):
-    the first colour named, and the shape, direction and size whose words appear (None when absent)."""
-    text = f" {caption.lower()} "
+    the first colour named, and the shape, direction and size whose phrases appear (None when absent or
+    ambiguous). Punctuation is ignored, so "rises, changing" still reads as "up"."""
+    text = " " + " ".join(re.findall(r"[a-z]+", caption.lower())) + " "
     found: dict[str, str | None] = {}
-    colors = sorted(((text.find(f" {c} "), c) for c in COLORS if f" {c} " in text))
+    colors = sorted((text.find(f" {c} "), c) for c in COLORS if f" {c} " in text)
     found["color"] = colors[0][1] if colors else None
     for key, vocab in (("shape", SHAPES), ("direction", DIRECTIONS), ("size", SIZES)):
-        hits = [name for name, phrases in vocab.items() if any(f" {p} " in text or f" {p}." in text for p in phrases)]
+        hits = [name for name, phrases in vocab.items() if any(f" {p} " in text for p in phrases)]
         found[key] = hits[0] if len(hits) == 1 else None
     return found
 

@@ -61,3 +61,17 @@ def test_qa_answers_come_from_ground_truth(smoke_cfg):
     for q in (r for r in rows if r["split"] in ("qa", "qa_train")):
         assert q["answer"] == clips[q["video_id"]]["attributes"][q["qtype"]] and q["answer"] in q["candidates"]
     assert (smoke_cfg.data_dir / "DATA_CARD.md").read_text().count("| train |") == 1
+
+
+def test_parse_attributes_reads_every_template_back():
+    from mamc.data.synthetic import ATTRIBUTES, describe, parse_attributes
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        attrs = sample_attributes(str(rng.choice(["red circle", "blue cross", "white triangle"])), rng)
+        parsed = parse_attributes(describe(attrs, rng))
+        for a in ("color", "shape", "direction"):
+            assert parsed[a] == attrs[a]
+        assert parsed["size"] in (attrs["size"], None)
+    assert parse_attributes("a thing moves")["color"] is None
+    assert set(parse_attributes("")) == set(ATTRIBUTES)

@@ -1,0 +1,51 @@
+# mamc — set-up, the main job, tests, JupyterLab, figures and benchmarks.
+# `make reproduce` and `make test` each set the environment up first (once; redone when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN ?= runs/default
+PROFILE ?= default
+# torch is pinned so that no other package pulls a multi-GB build by accident. Without CUDA (no nvidia-smi),
+# pip takes the CPU wheel where the machine provides one (this project's CPU machines do, from local disk);
+# elsewhere set TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU build. With CUDA, PyPI's Linux
+# wheel of the same version is the CUDA build.
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: setup reproduce smoke test lab figures benchmarks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --prefix $(VENV) --name mamc --display-name "Python (mamc)" >/dev/null
+	touch $(STAMP)
+
+reproduce: setup
+	$(PY) -m mamc reproduce --profile $(PROFILE) --out $(RUN)
+
+smoke: setup
+	$(PY) -m mamc reproduce --profile smoke --out runs/smoke
+
+test: setup
+	$(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --MappingKernelManager.default_kernel_name=mamc
+
+figures: setup
+	$(PY) -m mamc figures --run $(RUN)
+
+benchmarks: setup
+	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/meta_step.py
+	$(PY) benchmarks/retrieval_eval.py
+	$(PY) benchmarks/caption.py
+
+clean:
+	rm -rf $(VENV) runs .cache

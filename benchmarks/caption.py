@@ -1,0 +1,76 @@
+"""Captioning throughput: videos/s for batched vs one-at-a-time generation, and the time split between
+decoding, keyframes + grid, preprocessing and generation.
+
+    python benchmarks/caption.py [--model runs/default/captioner] [--videos 64] [--batch 16]
+
+Without --model, an untrained tiny LLaVA is built (forced to generate all max_new_tokens, so lengths match).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import defaultdict
+
+import torch
+
+from mamc.caption.jobs import candidate_frames, keyframe_grid
+from mamc.caption.tiny import build_captioner
+from mamc.caption.vlm import generate_captions, load_captioner, prepare_inputs
+from mamc.config import load_config
+from mamc.data.synthetic import generate_corpus
+from mamc.manifest import read_manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model")
+    parser.add_argument("--videos", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=24)
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config("default", run_dir=tmp, n_train=args.videos, n_val=0, n_test=0, n_qa=0, n_meta_per_topic=0)
+        rows = read_manifest(generate_corpus(cfg, progress=False))
+        if args.model:
+            cap = load_captioner(args.model)
+        else:
+            processor, model = build_captioner([r["caption"] for r in rows] + [cfg.prompt], 4 * cfg.grid_cell)
+            model.save_pretrained(f"{tmp}/cap")
+            processor.save_pretrained(f"{tmp}/cap")
+            cap = load_captioner(f"{tmp}/cap")
+            cap.model.generation_config.min_new_tokens = args.tokens
+        split = defaultdict(float)
+        grids = []
+        for r in rows:
+            t = time.perf_counter()
+            frames = candidate_frames(cfg.data_dir / r["video"], cfg)
+            split["decode"] += time.perf_counter() - t
+            t = time.perf_counter()
+            grids.append(keyframe_grid(frames, cfg))
+            split["keyframes + grid"] += time.perf_counter() - t
+        rates = {}
+        for batch in (1, args.batch):
+            start = time.perf_counter()
+            for b in range(0, len(grids), batch):
+                t = time.perf_counter()
+                inputs = prepare_inputs(cap, grids[b : b + batch], cfg.prompt)
+                pre = time.perf_counter() - t
+                t = time.perf_counter()
+                generate_captions(cap, grids[b : b + batch], cfg.prompt, cfg.gen_temperature, args.tokens, seed=b, inputs=inputs)
+                if batch == args.batch:
+                    split["preprocess"] += pre
+                    split["generate"] += time.perf_counter() - t
+            rates[batch] = len(grids) / (time.perf_counter() - start)
+    print(f"captioner: {cap.name}, {len(grids)} videos, {args.tokens} new tokens, {torch.get_num_threads()} threads")
+    for batch, r in rates.items():
+        print(f"batch {batch:3d}: {r:7.1f} videos/s (generation incl. preprocessing)")
+    print(f"batched / one-at-a-time: {rates[args.batch] / rates[1]:.2f}x")
+    total = sum(split.values())
+    for k, v in split.items():
+        print(f"{k:18s} {v:7.2f} s  {100 * v / total:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()

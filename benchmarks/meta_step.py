@@ -1,0 +1,90 @@
+"""Cost of the meta step: time per training step and peak memory of InfoNCE, the exact meta step, the meta step
+every k steps, and a virtual step restricted to the heads and last block, as ratios to InfoNCE (one run).
+
+    python benchmarks/meta_step.py [--steps 20] [--batch 64] [--interval 4]
+
+Each variant runs in a fresh process so that its peak memory (RSS on CPU, allocator peak on CUDA) is its own.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import time
+
+import torch
+
+
+def run_variant(name: str, steps: int, batch: int, interval: int, queue) -> None:
+    from mamc.config import load_config
+    from mamc.losses import contrastive_loss
+    from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
+    from mamc.models import build_model
+    from mamc.pipeline import resolve_device
+
+    torch.manual_seed(0)
+    cfg = load_config("default")
+    device = resolve_device("auto")
+    model = build_model(cfg).to(device)
+    net = WeightNet(cfg.meta_hidden).to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    wopt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    frames = torch.randn(batch, cfg.frames, 3, cfg.frame_size, cfg.frame_size, device=device)
+    text = torch.randn(batch, model.text.dim, device=device)
+    params = select_params(model, "head" if name == "meta, restricted virtual step" else "all")
+    every = interval if name.startswith("meta, every") else 1
+
+    def losses(m, p):
+        v, t = call_with(m, p, frames, text)
+        return contrastive_loss("subtractive", v, t, cfg.margin, cfg.temperature)
+
+    def step(i: int) -> None:
+        if name != "InfoNCE" and i % every == 0:
+            meta_step(model, net, wopt, losses, losses, cfg.virtual_lr, params)
+        ell = losses(model, None)
+        w = sample_weights(net, ell).detach() if name != "InfoNCE" else torch.ones_like(ell)
+        opt.zero_grad()
+        (w * ell).mean().backward()
+        opt.step()
+
+    step(0)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    for i in range(1, steps + 1):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((name, (time.perf_counter() - start) / steps, peak, base_rss / 1024, str(device)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--interval", type=int, default=4)
+    args = parser.parse_args()
+    variants = ["InfoNCE", "meta, exact", f"meta, every {args.interval} steps", "meta, restricted virtual step"]
+    ctx = mp.get_context("spawn")
+    results = []
+    for name in variants:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=run_variant, args=(name, args.steps, args.batch, args.interval, queue))
+        proc.start()
+        results.append(queue.get())
+        proc.join()
+    base_t, base_m = results[0][1], results[0][2]
+    print(f"device {results[0][4]}, batch {args.batch}, {args.steps} timed steps; memory = peak "
+          f"{'allocated' if 'cuda' in results[0][4] else 'RSS'} in MiB")
+    print(f"{'variant':32s} {'s/step':>8s} {'x InfoNCE':>10s} {'peak MiB':>9s} {'x InfoNCE':>10s}")
+    for name, t, m, _, _ in results:
+        print(f"{name:32s} {t:8.3f} {t / base_t:10.2f} {m:9.0f} {m / base_m:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

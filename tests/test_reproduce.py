@@ -1,0 +1,91 @@
+"""`mamc reproduce`: every notebook runs headless under the smoke profile and leaves the run folder of the
+contract; reruns from saved artifacts; parameters validated; failures name the notebook and the cell."""
+import json
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from mamc.reproduce import ReproduceError, parse_params, reproduce
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke_run")
+    reproduce("smoke", out, progress=False)
+    return out
+
+
+def test_run_folder_holds_every_artifact_of_the_contract(smoke_run):
+    names = sorted(p.name for p in (smoke_run / "notebooks").glob("*.ipynb"))
+    assert [n[:2] for n in names] == ["01", "02", "03", "04", "05"]
+    for name in names:
+        nb = nbformat.read(smoke_run / "notebooks" / name, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.execution_count for c in code), f"{name} was not fully executed"
+        assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    figures = {p.stem for p in (smoke_run / "figures").glob("*.pdf")}
+    assert {"weight_curves", "topic_improvement", "improvement_vs_frequency", "loss_weight_distributions",
+            "margin_sweep", "topic_distribution", "caption_accuracy"} <= figures
+    assert figures == {p.stem for p in (smoke_run / "figures").glob("*.png")}
+    for stem in ("ablation_retrieval", "head_tail", "qa", "margin_sweep", "paper_side_by_side", "ablation_ci"):
+        assert all((smoke_run / "tables" / f"{stem}.{ext}").exists() for ext in ("csv", "md", "tex"))
+    assert "\\toprule" in (smoke_run / "tables" / "ablation_retrieval.tex").read_text()
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    assert set(metrics["ablation"]) == {"infonce", "margin", "meta", "vlm", "mama", "additive"}
+    r1 = metrics["ablation"]["mama"]["t2v R@1"]["mean"]
+    assert 0 <= r1 <= 100
+    env = json.loads((smoke_run / "environment.json").read_text())
+    assert env["profile"] == "smoke" and env["packages"]["torch"] and env["device"] == "cpu"
+    assert set(env["wall_time_s"]) == set(names)
+    assert any((smoke_run / "checkpoints").glob("*/best.safetensors"))
+
+
+def test_rerun_figures_and_tables_from_saved_artifacts(smoke_run):
+    shutil.rmtree(smoke_run / "figures")
+    reproduce("smoke", smoke_run, only=["04", "05"], progress=False)
+    assert (smoke_run / "figures" / "weight_curves.pdf").exists()
+    env = json.loads((smoke_run / "environment.json").read_text())
+    assert len(env["wall_time_s"]) == 5
+
+
+def test_figures_command_rebuilds_from_the_run_folder(smoke_run):
+    (smoke_run / "figures" / "margin_sweep.png").unlink()
+    out = subprocess.run([sys.executable, "-m", "mamc", "figures", "--run", str(smoke_run)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (smoke_run / "figures" / "margin_sweep.png").exists()
+
+
+def test_unknown_parameters_are_errors():
+    declared = {"03_x.ipynb": {"profile", "run_dir", "retrain"}}
+    assert parse_params(["retrain=True", "steps=5"], declared) == ({"retrain": True}, {"steps": "5"})
+    with pytest.raises(ValueError, match="unknown parameter 'stepz'"):
+        parse_params(["stepz=5"], declared)
+    with pytest.raises(ValueError, match="its own option"):
+        parse_params(["profile=paper"], declared)
+    with pytest.raises(ValueError):
+        parse_params(["steps=many"], declared)
+
+
+def test_failure_names_notebook_and_cell_and_keeps_partial_output(tmp_path):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    params = nbformat.v4.new_code_cell('profile = "smoke"\nrun_dir = "x"')
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")])
+    nb.metadata["kernelspec"] = {"name": "mamc", "display_name": "Python (mamc)", "language": "python"}
+    nbformat.write(nb, nb_dir / "01_broken.ipynb")
+    out = tmp_path / "run"
+    with pytest.raises(ReproduceError, match=r"01_broken.ipynb failed in cell 3 `raise ValueError\(.broken on purpose.\)` \(ValueError: broken on purpose\)"):
+        reproduce("smoke", out, notebook_dir=nb_dir, progress=False)
+    kept = nbformat.read(out / "notebooks" / "01_broken.ipynb", as_version=4)
+    assert kept.cells[-1].outputs[0]["ename"] == "ValueError"
+
+
+def test_cli_commands_have_help():
+    for cmd in ("reproduce", "synth", "ingest", "frames", "caption", "train", "evaluate", "figures"):
+        out = subprocess.run([sys.executable, "-m", "mamc", cmd, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: mamc" in out.stdout, cmd

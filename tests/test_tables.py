@@ -1,0 +1,44 @@
+"""Tables rendered from fixed inputs, and the ablation's reading computed from the numbers."""
+import pandas as pd
+import pytest
+
+from mamc.tables import aggregate, paper_table, reading, wide, write_table
+
+
+@pytest.fixture
+def results():
+    return pd.DataFrame({"method": ["infonce"] * 3 + ["mama"] * 3, "seed": [0, 1, 2] * 2,
+                         "t2v R@1": [10.0, 11.0, 12.0, 20.0, 21.0, 22.0], "v2t R@1": [5.0, 5.0, 5.0, 5.0, 6.0, 7.0]})
+
+
+def test_aggregate_and_wide(results):
+    agg = aggregate(results)
+    row = agg[(agg.method == "mama") & (agg.metric == "t2v R@1")].iloc[0]
+    assert row["mean"] == 21.0 and row["std"] == 1.0 and row["n"] == 3
+    table = wide(agg, ["t2v R@1", "v2t R@1"])
+    assert table.loc["infonce", "t2v R@1"] == "11.0 ± 1.0" and table.loc["mama", "v2t R@1"] == "6.0 ± 1.0"
+
+
+def test_write_table_in_three_formats(results, tmp_path):
+    paths = write_table(wide(aggregate(results), ["t2v R@1"]), tmp_path, "abl", "Caption.")
+    csv, md, tex = (p.read_text() for p in paths)
+    assert "mama" in csv and "| mama" in md and md.startswith("Caption.")
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex and "\\label{tab:abl}" in tex
+
+
+def test_reading_follows_the_numbers(results):
+    agg = aggregate(results)
+    metrics = {"ablation": {m: {r["metric"]: dict(r) for _, r in g.iterrows()} for m, g in agg.groupby("method")}}
+    text = reading(metrics)
+    assert "`mama`: 21.0 (+10.0 points); the 95% intervals do not overlap." in text
+    assert "overlap: not distinguishable" in reading(metrics, "v2t R@1")
+    single = {"ablation": {"infonce": {"t2v R@1": {"mean": 1, "std": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 1}},
+                           "mama": {"t2v R@1": {"mean": 2, "std": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 1}}}}
+    assert "one seed only" in reading(single)
+
+
+def test_paper_numbers_ship_with_their_source():
+    table = paper_table({"MSR-VTT": 31.5})
+    assert table.loc["MSRVTT-QA", "mama"] == 46.4 and table.loc["ActivityNet", "previous_best"] == 55.7
+    assert table.loc["MSR-VTT", "mamc (paper profile)"] == 31.5 and pd.isna(table.loc["DiDeMo", "mamc (paper profile)"])
+    assert len(table) == 8
