@@ -76,7 +76,7 @@ class Config:
     margin_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)
     # VLM captioning (mamc.caption)
     captioner: str = "embedded"
-    captioner_steps: int = 400
+    captioner_steps: int = 600
     grid_rows: int = 3
     grid_cols: int = 4
     grid_cell: int = 32

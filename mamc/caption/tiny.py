@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 CHAT_TEMPLATE = (
@@ -85,10 +87,14 @@ def training_batch(processor, images, captions: list[str], prompt: str) -> dict[
     return enc
 
 
-def train_captioner(processor, model, images: list, captions: list[str], prompt: str, steps: int, out_dir: str | Path,
-                    batch_size: int = 16, lr: float = 2e-3, seed: int = 0, progress: bool = True) -> list[float]:
+def train_captioner(processor, model, images: list | Callable[[int, np.random.Generator], Image.Image],
+                    captions: list[str], prompt: str, steps: int, out_dir: str | Path, batch_size: int = 16,
+                    lr: float = 5e-4, seed: int = 0, progress: bool = True) -> list[float]:
     """Teacher-forced training on (grid, caption) pairs; saves model and processor with `save_pretrained`.
-    Returns the loss curve."""
+
+    `images` is a list of grids, or a function (index, rng) → grid that draws a new grid each time (data
+    augmentation). Returns the loss curve."""
+    image = images if callable(images) else (lambda i, _rng: images[i])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -96,8 +102,8 @@ def train_captioner(processor, model, images: list, captions: list[str], prompt:
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc="captioner", disable=not progress):
-        idx = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
-        batch = training_batch(processor, [images[i] for i in idx], [captions[i] for i in idx], prompt)
+        idx = rng.choice(len(captions), size=min(batch_size, len(captions)), replace=False)
+        batch = training_batch(processor, [image(i, rng) for i in idx], [captions[i] for i in idx], prompt)
         loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -115,14 +121,23 @@ def train_captioner(processor, model, images: list, captions: list[str], prompt:
 def train_embedded_captioner(cfg, progress: bool = True) -> dict:
     """Train the embedded captioner on the clean meta split's keyframe grids and save it in the run folder
     (`captioner/`), where `cfg.captioner == "embedded"` finds it. Returns the loss curve and sizes."""
-    from mamc.caption.jobs import captioner_name, grid_for_video
+    from mamc.caption.grid import video_grid
+    from mamc.caption.jobs import candidate_frames, captioner_name
+    from mamc.data.video import sample_indices
     from mamc.pipeline import load_rows
 
     rows = load_rows(cfg, "meta")
-    images = [grid_for_video(cfg.data_dir / r["video"], cfg) for r in rows]
+    frames = [candidate_frames(cfg.data_dir / r["video"], cfg) for r in rows]
+    n_cells = cfg.grid_rows * cfg.grid_cols
+
+    def jittered_grid(i: int, rng: np.random.Generator) -> Image.Image:
+        """A grid of frames drawn one per temporal segment, in order: the same events, new pixels."""
+        return video_grid(frames[i][sample_indices(len(frames[i]), n_cells, "random", rng)], cfg.grid_rows, cfg.grid_cols)
+
     captions = [r["caption"] for r in rows]
-    processor, model = build_captioner(captions + [cfg.prompt], image_size=images[0].size[0], seed=cfg.seed)
-    losses = train_captioner(processor, model, images, captions, cfg.prompt, cfg.captioner_steps,
+    size = jittered_grid(0, np.random.default_rng(0)).size[0]
+    processor, model = build_captioner(captions + [cfg.prompt], image_size=size, seed=cfg.seed)
+    losses = train_captioner(processor, model, jittered_grid, captions, cfg.prompt, cfg.captioner_steps,
                              captioner_name(cfg, "embedded"), seed=cfg.seed, progress=progress)
-    return {"losses": losses, "n_pairs": len(rows), "image_size": images[0].size[0],
+    return {"losses": losses, "n_pairs": len(rows), "image_size": size,
             "parameters": sum(p.numel() for p in model.parameters())}
