@@ -22,6 +22,7 @@ class Config:
     run_dir: str = "runs/default"
     seed: int = 0
     device: str = "auto"
+    dataset: str = "embedded"
     # Embedded corpus (mamc.data.synthetic)
     n_train: int = 3000
     n_meta_per_topic: int = 10
@@ -76,6 +77,7 @@ class Config:
     margin_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)
     # VLM captioning (mamc.caption)
     captioner: str = "embedded"
+    caption_input: str = "grid"
     captioner_steps: int = 600
     grid_rows: int = 3
     grid_cols: int = 4
@@ -111,7 +113,7 @@ _PROFILES: dict[str, dict[str, Any]] = {
     ),
     "default": dict(),
     "paper": dict(
-        video_backbone="openai/clip-vit-base-patch32", text_model="openai/clip-vit-base-patch32",
+        dataset="MSR-VTT", video_backbone="openai/clip-vit-base-patch32", text_model="openai/clip-vit-base-patch32",
         freeze_text=False, frames=12, frame_size=224, patch_size=32, embed_dim=512, steps=20000, batch_size=128,
         lr=1e-5, warmup_steps=1000, ckpt_every=1000, eval_every=1000, num_workers=8, margin=0.1,
         temperature=0.01, seeds=(0, 1, 2), captioner="llava-hf/llava-1.5-7b-hf", dtype="bfloat16",

@@ -134,6 +134,17 @@ def _truncate_csv(path: Path, step: int) -> None:
         _append_csv(path, keep, fields)
 
 
+def write_scalars_csv(logs: Path) -> None:
+    """scalars.csv, one column per scalar, rewritten from scalars.jsonl (whose rows may gain keys, e.g. at
+    validation steps) so that spreadsheets and pandas read it directly."""
+    rows = [r for _, r in iter_jsonl(logs / "scalars.jsonl")]
+    fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
+    tmp = logs / ".scalars.csv.tmp"
+    tmp.unlink(missing_ok=True)
+    _append_csv(tmp, rows, fields)
+    tmp.replace(logs / "scalars.csv")
+
+
 def _truncate_jsonl(path: Path, step: int) -> None:
     if path.exists():
         write_jsonl(path, [r for _, r in iter_jsonl(path) if r["step"] < step], validate=False)
@@ -245,6 +256,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                 _append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
                 for row in scalar_log:
                     append_jsonl(logs / "scalars.jsonl", row)
+                write_scalars_csv(logs)
                 save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
                 save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best})
             sample_log, scalar_log = [], []

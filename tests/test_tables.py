@@ -42,3 +42,18 @@ def test_paper_numbers_ship_with_their_source():
     assert table.loc["MSRVTT-QA", "mama"] == 46.4 and table.loc["ActivityNet", "previous_best"] == 55.7
     assert table.loc["MSR-VTT", "mamc (paper profile)"] == 31.5 and pd.isna(table.loc["DiDeMo", "mamc (paper profile)"])
     assert len(table) == 8
+
+
+def test_paper_profile_runs_fill_the_side_by_side_table(tmp_path):
+    import json
+
+    from mamc.tables import paper_profile_results
+
+    run = tmp_path / "paper_msrvtt"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"profile": "paper", "dataset": "MSR-VTT"}))
+    (run / "metrics.json").write_text(json.dumps({"profile": "paper", "ablation": {"mama": {"t2v R@1": {"mean": 44.44}}}}))
+    other = tmp_path / "default"
+    other.mkdir()
+    (other / "metrics.json").write_text(json.dumps({"profile": "default", "ablation": {"mama": {"t2v R@1": {"mean": 3}}}}))
+    assert paper_profile_results(tmp_path) == {"MSR-VTT": 44.4}

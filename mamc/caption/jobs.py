@@ -15,7 +15,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mamc.caption.grid import video_grid
-from mamc.caption.vlm import Captioner, generate_captions, load_captioner
+from mamc.caption.vlm import (Captioner, generate_captions, generate_video_captions, load_captioner,
+                              video_backend_available)
 from mamc.config import Config
 from mamc.data.synthetic import ATTRIBUTES, parse_attributes
 from mamc.data.video import VideoError, keyframes, probe, read_frames, sample_indices
@@ -40,6 +41,12 @@ def keyframe_grid(frames: np.ndarray, cfg: Config) -> Image.Image:
 
 def grid_for_video(path: str | Path, cfg: Config) -> Image.Image:
     return keyframe_grid(candidate_frames(path, cfg), cfg)
+
+
+def keyframes_for_video(path: str | Path, cfg: Config) -> np.ndarray:
+    """rows·cols keyframes as frames [T, H, W, 3], for video-native checkpoints (`caption_input="frames"`)."""
+    frames = candidate_frames(path, cfg)
+    return frames[keyframes(frames, cfg.grid_rows * cfg.grid_cols)]
 
 
 def output_path(cfg: Config, shard: int, num_shards: int) -> Path:
@@ -67,6 +74,12 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
     and the time split between decoding+grid, preprocessing+generation."""
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard {shard} is not in [0, {num_shards})")
+    if cfg.caption_input not in ("grid", "frames"):
+        raise ValueError(f"caption_input must be 'grid' or 'frames', got {cfg.caption_input!r}")
+    if cfg.caption_input == "frames":
+        ok, message = video_backend_available()
+        if not ok:
+            raise RuntimeError(message)
     source = rows if rows is not None else load_rows(cfg, "train")
     videos = list({r["video_id"]: r for r in source}.values())[shard::num_shards]
     out, failed = output_path(cfg, shard, num_shards), failures_path(cfg, shard, num_shards)
@@ -77,25 +90,27 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
     if not todo:
         return stats
     cap = captioner or load_captioner(captioner_name(cfg, model), resolve_device(cfg.device), cfg.dtype)
-    provenance = {"model": cap.name, "revision": cap.revision, "prompt": cfg.prompt, "temperature": cfg.gen_temperature,
+    provenance = {"model": cap.name, "revision": cap.revision, "input": cfg.caption_input, "prompt": cfg.prompt,
+                  "temperature": cfg.gen_temperature,
                   "max_new_tokens": cfg.max_new_tokens, "grid": [cfg.grid_rows, cfg.grid_cols], "cell": cfg.grid_cell,
                   "seed": cfg.seed}
     start = time.time()
     bar = tqdm(total=len(todo), desc="caption", disable=not progress, unit="video")
     for b in range(0, len(todo), cfg.caption_batch_size):
-        batch, grids = [], []
+        batch, inputs = [], []
         t = time.time()
         for row in todo[b : b + cfg.caption_batch_size]:
             try:
-                grids.append(grid_for_video(cfg.data_dir / row["video"], cfg))
+                video = cfg.data_dir / row["video"]
+                inputs.append(grid_for_video(video, cfg) if cfg.caption_input == "grid" else keyframes_for_video(video, cfg))
                 batch.append(row)
             except (VideoError, ValueError) as err:
                 append_jsonl(failed, {"video_id": row["video_id"], "video": row["video"], "reason": str(err)})
                 stats["failed"] += 1
         stats["seconds"]["grid"] += time.time() - t
         t = time.time()
-        texts = generate_captions(cap, grids, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens,
-                                  seed=cfg.seed * 100003 + b) if grids else []
+        generate = generate_captions if cfg.caption_input == "grid" else generate_video_captions
+        texts = generate(cap, inputs, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens, seed=cfg.seed * 100003 + b) if inputs else []
         stats["seconds"]["generate"] += time.time() - t
         for row, text in zip(batch, texts):
             if not text:

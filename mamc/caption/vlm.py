@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -56,8 +57,8 @@ def video_backend_available() -> tuple[bool, str]:
     return True, "torchvision available"
 
 
-def chat_prompt(processor, prompt: str) -> str:
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+def chat_prompt(processor, prompt: str, kind: str = "image") -> str:
+    messages = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": prompt}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True)
 
 
@@ -72,17 +73,18 @@ def prepare_inputs(cap: Captioner, images: list[Image.Image], prompt: str):
     """Chat-templated prompts and pixel values for a batch, left-padded, on the model's device and dtype."""
     text = [chat_prompt(cap.processor, prompt)] * len(images)
     inputs = cap.processor(images=images, text=text, return_tensors="pt", padding=True).to(cap.device)
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(cap.model.dtype)
+    return _to_model_dtype(cap, inputs)
+
+
+def _to_model_dtype(cap: Captioner, inputs):
+    for key in ("pixel_values", "pixel_values_videos"):
+        if key in inputs:
+            inputs[key] = inputs[key].to(cap.model.dtype)
     return inputs
 
 
 @torch.no_grad()
-def generate_captions(cap: Captioner, images: list[Image.Image], prompt: str, temperature: float = 0.2,
-                      max_new_tokens: int = 64, seed: int = 0, inputs=None) -> list[str]:
-    """One caption per image; sampling with `temperature` (greedy when 0), reproducible from `seed`.
-    `inputs` may come from `prepare_inputs` (to time preprocessing apart)."""
-    inputs = inputs if inputs is not None else prepare_inputs(cap, images, prompt)
+def _generate(cap: Captioner, inputs, temperature: float, max_new_tokens: int, seed: int) -> list[str]:
     torch.manual_seed(seed)
     sample = temperature > 0
     out = cap.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample,
@@ -90,3 +92,23 @@ def generate_captions(cap: Captioner, images: list[Image.Image], prompt: str, te
                              pad_token_id=cap.processor.tokenizer.pad_token_id)
     new = out[:, inputs["input_ids"].shape[1]:]
     return [clean_caption(t) for t in cap.processor.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+
+def generate_captions(cap: Captioner, images: list[Image.Image], prompt: str, temperature: float = 0.2,
+                      max_new_tokens: int = 64, seed: int = 0, inputs=None) -> list[str]:
+    """One caption per image; sampling with `temperature` (greedy when 0), reproducible from `seed`.
+    `inputs` may come from `prepare_inputs` (to time preprocessing apart)."""
+    inputs = inputs if inputs is not None else prepare_inputs(cap, images, prompt)
+    return _generate(cap, inputs, temperature, max_new_tokens, seed)
+
+
+def generate_video_captions(cap: Captioner, clips: list[np.ndarray], prompt: str, temperature: float = 0.2,
+                            max_new_tokens: int = 64, seed: int = 0) -> list[str]:
+    """Captions from frames [T, H, W, 3] given to a video-native checkpoint (LLaVA-NeXT-Video, Qwen2-VL) as a
+    video. Their video processors need torchvision; without it this raises with the reason, before any work."""
+    ok, message = video_backend_available()
+    if not ok:
+        raise RuntimeError(message)
+    text = [chat_prompt(cap.processor, prompt, "video")] * len(clips)
+    inputs = cap.processor(videos=list(clips), text=text, return_tensors="pt", padding=True).to(cap.device)
+    return _generate(cap, _to_model_dtype(cap, inputs), temperature, max_new_tokens, seed)

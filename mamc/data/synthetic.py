@@ -4,7 +4,8 @@ Each clip shows one shape of one colour moving in one direction; some clips chan
 a (shape, colour) pair and topics follow a Zipf law in the training split, which makes the paper's "uneven
 distribution of concepts" measurable. Direction of motion and the order of a colour change can only be read
 from the temporal dimension. A configurable fraction of training captions is misaligned (an attribute wrong,
-or the caption of another clip) and the truth is kept per pair, so alignment noise is known exactly.
+only the later moment of a colour-changing clip described, or the caption of another clip) and the truth is
+kept per pair, so alignment noise is known exactly.
 """
 from __future__ import annotations
 
@@ -200,7 +201,11 @@ def generate_corpus(cfg: Config, out_dir: str | Path | None = None, progress: bo
                "topic": topic, "attributes": attrs, "aligned": True, "noise": None, "true_caption": true_caption}
         if split == "train" and rng.random() < cfg.noise_rate:
             row["aligned"] = False
-            if rng.random() < 0.5:
+            kind = rng.random()
+            if kind < 0.2 and attrs["change_to"]:
+                row["noise"] = "other_moment"
+                row["caption"] = describe(dict(attrs, color=attrs["change_to"], change_to=None), rng)
+            elif kind < 0.6:
                 wrong, row["noise"] = corrupt(attrs, rng)
                 row["caption"] = describe(wrong, rng)
             else:

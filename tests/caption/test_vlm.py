@@ -117,3 +117,12 @@ def test_shards_partition_the_videos(smoke_cfg, tiny_checkpoint, monkeypatch, tm
     assert len([r for r in load_rows(cfg, "train", with_vlm=True) if r.get("source") == "vlm"]) == 7
     with pytest.raises(ValueError, match="shard 3"):
         caption_videos(cfg, captioner=cap, rows=rows, shard=3, num_shards=3)
+
+
+def test_video_native_input_fails_early_and_clearly_without_torchvision(smoke_cfg, tmp_path):
+    ok, message = video_backend_available()
+    if ok:
+        pytest.skip("torchvision imports here")
+    cfg = private_run(smoke_cfg, tmp_path, caption_input="frames")
+    with pytest.raises(RuntimeError, match="torchvision"):
+        caption_videos(cfg, model="unused", progress=False)
