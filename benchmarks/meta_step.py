@@ -3,7 +3,8 @@ every k steps, and a virtual step restricted to the heads and last block, as rat
 
     python benchmarks/meta_step.py [--steps 20] [--batch 64] [--interval 4]
 
-Each variant runs in a fresh process so that its peak memory (RSS on CPU, allocator peak on CUDA) is its own.
+Each variant runs in a fresh process so that its peak memory (RSS on CPU, allocator peak on CUDA) is its own;
+the figure is the growth over the process's footprint once the model is built (activations, graphs, grads).
 """
 from __future__ import annotations
 
@@ -47,20 +48,21 @@ def run_variant(name: str, steps: int, batch: int, interval: int, queue) -> None
         (w * ell).mean().backward()
         opt.step()
 
-    step(0)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.synchronize()
+        base_cuda = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(0)
     start = time.perf_counter()
     for i in range(1, steps + 1):
         step(i)
     if device.type == "cuda":
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2**20
+        peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put((name, (time.perf_counter() - start) / steps, peak, base_rss / 1024, str(device)))
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    queue.put((name, (time.perf_counter() - start) / steps, peak, str(device)))
 
 
 def main() -> None:
@@ -79,10 +81,10 @@ def main() -> None:
         results.append(queue.get())
         proc.join()
     base_t, base_m = results[0][1], results[0][2]
-    print(f"device {results[0][4]}, batch {args.batch}, {args.steps} timed steps; memory = peak "
-          f"{'allocated' if 'cuda' in results[0][4] else 'RSS'} in MiB")
-    print(f"{'variant':32s} {'s/step':>8s} {'x InfoNCE':>10s} {'peak MiB':>9s} {'x InfoNCE':>10s}")
-    for name, t, m, _, _ in results:
+    print(f"device {results[0][3]}, batch {args.batch}, {args.steps} timed steps; memory = growth of the peak "
+          f"{'allocated memory' if 'cuda' in results[0][3] else 'RSS'} over the model's own footprint, in MiB")
+    print(f"{'variant':32s} {'s/step':>8s} {'x InfoNCE':>10s} {'step MiB':>9s} {'x InfoNCE':>10s}")
+    for name, t, m, _ in results:
         print(f"{name:32s} {t:8.3f} {t / base_t:10.2f} {m:9.0f} {m / base_m:10.2f}")
 
 

@@ -50,20 +50,22 @@ def retrieval_metrics(sim, gt: Sequence[int] | np.ndarray | None = None) -> dict
     return _summarise(gt_ranks(sim, gt))
 
 
-def multi_caption_ranks(sim_v2t, caption_video: Sequence[int] | np.ndarray, chunk: int = CHUNK) -> np.ndarray:
-    """Video→text ranks when a video has several captions: the best-ranked of its own captions counts."""
-    sim = _as_tensor(sim_v2t)
+def video_to_text_ranks(sim_t2v, caption_video: Sequence[int] | np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """Video→text ranks from the text×video matrix: for each video the best-ranked of its own captions
+    counts (MSR-VTT has 20 per video). Reads the matrix in contiguous row chunks, never transposed."""
+    sim = _as_tensor(sim_t2v)
     owner = torch.as_tensor(np.asarray(caption_video), dtype=torch.long)
-    n_videos = sim.shape[0]
-    ranks = np.empty(n_videos, dtype=np.int64)
-    for s in range(0, n_videos, chunk):
-        block = sim[s : s + chunk].float()
-        mine = owner[None, :] == torch.arange(s, s + block.shape[0])[:, None]
-        if not bool(mine.any(1).all()):
-            raise ValueError("every video needs at least one caption")
-        best = torch.where(mine, block, torch.full_like(block, -torch.inf)).max(1, keepdim=True).values
-        ranks[s : s + chunk] = (block >= best).sum(1).numpy()
-    return ranks
+    n_videos = sim.shape[1]
+    if owner.shape[0] != sim.shape[0]:
+        raise ValueError(f"caption_video has {owner.shape[0]} entries for {sim.shape[0]} captions")
+    if torch.bincount(owner, minlength=n_videos)[:n_videos].min() == 0:
+        raise ValueError("every video needs at least one caption")
+    own = sim.gather(1, owner[:, None].to(sim.device)).squeeze(1).float().cpu()
+    best = torch.full((n_videos,), -torch.inf).scatter_reduce(0, owner, own, "amax")
+    counts = torch.zeros(n_videos, dtype=torch.long)
+    for s in range(0, sim.shape[0], chunk):
+        counts += (sim[s : s + chunk].float().cpu() >= best[None, :]).sum(0)
+    return counts.numpy()
 
 
 def video_text_retrieval(sim_t2v, caption_video: Sequence[int] | np.ndarray | None = None,
@@ -74,23 +76,28 @@ def video_text_retrieval(sim_t2v, caption_video: Sequence[int] | np.ndarray | No
     """
     sim = _as_tensor(sim_t2v)
     owner = np.arange(sim.shape[0]) if caption_video is None else np.asarray(caption_video)
-    t2v, v2t = (dual_softmax(sim), dual_softmax(sim.T)) if dsl else (sim, sim.T)
+    t2v, v2t = (dual_softmax(sim, dim=0), dual_softmax(sim, dim=1)) if dsl else (sim, sim)
     return {
         "t2v": _summarise(gt_ranks(t2v, owner)),
-        "v2t": _summarise(multi_caption_ranks(v2t, owner)),
+        "v2t": _summarise(video_to_text_ranks(v2t, owner)),
     }
 
 
-def dual_softmax(sim, temperature: float = 100.0, chunk: int = CHUNK) -> torch.Tensor:
-    """Dual softmax (DSL) re-scoring: each score times its softmax over the *queries* (dim 0).
-
-    A labelled inference-time variant: it uses the whole query set as a prior, which a single query cannot.
-    """
+def dual_softmax(sim, temperature: float = 100.0, dim: int = 0, chunk: int = CHUNK) -> torch.Tensor:
+    """Dual softmax (DSL) re-scoring: each score times its softmax across the *queries*; `dim` is the axis
+    that indexes the queries (0 when rows are the queries, as for t2v on a text×video matrix; 1 for v2t on
+    the same matrix). A labelled inference-time variant: it uses the whole query set as a prior, which a
+    single query cannot."""
     sim = _as_tensor(sim).float()
     out = torch.empty_like(sim)
-    for s in range(0, sim.shape[1], chunk):
-        cols = sim[:, s : s + chunk]
-        out[:, s : s + chunk] = cols * torch.softmax(cols * temperature, dim=0)
+    if dim == 0:
+        for s in range(0, sim.shape[1], chunk):
+            cols = sim[:, s : s + chunk]
+            out[:, s : s + chunk] = cols * torch.softmax(cols * temperature, dim=0)
+    else:
+        for s in range(0, sim.shape[0], chunk):
+            rows = sim[s : s + chunk]
+            out[s : s + chunk] = rows * torch.softmax(rows * temperature, dim=1)
     return out
 
 

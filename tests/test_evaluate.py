@@ -78,3 +78,17 @@ def test_mean_ci_over_seeds():
     assert ci["mean"] == 2.0 and ci["std"] == 1.0
     assert ci["lo"] == pytest.approx(2 - 4.302653 / np.sqrt(3), rel=1e-5)
     assert np.isnan(mean_ci([5.0])["lo"])
+
+
+def test_video_to_text_ranks_match_brute_force_in_any_chunking():
+    from mamc.evaluate import video_to_text_ranks
+
+    rng = np.random.default_rng(3)
+    owner = rng.integers(0, 40, size=200)
+    owner[:40] = np.arange(40)
+    sim = rng.normal(size=(200, 40)).astype(np.float32)
+    brute = [(sim[:, v] >= sim[owner == v, v].max()).sum() for v in range(40)]
+    for chunk in (7, 1000):
+        assert video_to_text_ranks(sim, owner, chunk=chunk).tolist() == brute
+    with pytest.raises(ValueError, match="at least one caption"):
+        video_to_text_ranks(sim[:, :41], np.zeros(200, dtype=int))
