@@ -93,7 +93,10 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
     results = []
     names = [(cfg, run_name(m, s), m, s) for s in cfg.seeds for m in cfg.methods]
     names += [(replace(cfg, margin=m), sweep_name(cfg, m), None, None) for m in cfg.margin_sweep]
-    for run_cfg, name, method, seed in dict(((n[1], n) for n in names)).values():
+    first = {}
+    for entry in names:
+        first.setdefault(entry[1], entry)
+    for run_cfg, name, method, seed in first.values():
         if skip_done and _evaluated(run_cfg, name):
             results.append(json.loads((log_dir(run_cfg, name) / "test.json").read_text()))
         else:

@@ -96,7 +96,7 @@ def topic_figure(share: Mapping[str, float], top_words: Mapping[str, Sequence[st
     ax2.set_ylabel("R@1 improvement (points)")
     ax2.spines["right"].set_visible(True)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], frameon=False, loc="upper right")
+    ax.legend(handles, [h.get_label() for h in handles], frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
     return fig
 
 

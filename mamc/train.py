@@ -154,12 +154,18 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
           stop_after: int | None = None) -> dict:
     """Train one method and return its summary (also written to logs/<name>/summary.json).
 
-    Resumes from `checkpoints/<name>/last.*` when present. `stop_after` ends the process's work after that many
-    steps of this call, as an interruption would (used to test exact resume).
+    Resumes from `checkpoints/<name>/last.*` when present; a finished run returns its summary at once.
+    `stop_after` ends the process's work after that many steps of this call, as an interruption would (used to
+    test exact resume). Under DDP, rank 0 writes the logs, and the per-sample log holds its slice of each batch.
     """
     spec = METHODS[method]
     seed = cfg.seed if seed is None else seed
     name = name or run_name(method, seed)
+    ckpt, logs = checkpoint_dir(cfg, name), log_dir(cfg, name)
+    if (logs / "summary.json").exists() and (ckpt / "last.json").exists():
+        done_before = json.loads((logs / "summary.json").read_text())
+        if done_before.get("completed") and json.loads((ckpt / "last.json").read_text())["step"] >= cfg.steps:
+            return done_before
     device = resolve_device(cfg.device)
     dist.init_from_env(device)
     rank, world = dist.rank(), dist.world_size()
@@ -177,11 +183,6 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     data = prepare(cfg, model, spec.vlm, device)
     if len(data.train) < cfg.batch_size:
         raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
-    ckpt, logs = checkpoint_dir(cfg, name), log_dir(cfg, name)
-    if (logs / "summary.json").exists() and (ckpt / "last.json").exists():
-        done_before = json.loads((logs / "summary.json").read_text())
-        if done_before.get("completed") and json.loads((ckpt / "last.json").read_text())["step"] >= cfg.steps:
-            return done_before
     start, best = 0, {"val/rsum": -1.0, "step": -1}
     if (ckpt / "last.json").exists():
         state = load_checkpoint(ckpt, model, opt, sched, weight_net, weight_opt)

@@ -81,3 +81,15 @@ def test_two_process_gloo_matches_one_process(smoke_cfg, method):
     for k in a:
         if k.startswith(("model.", "weight_net.")):
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_evaluate_all_runs_qa_for_every_ablation_run_even_when_the_sweep_reuses_it(smoke_cfg):
+    from mamc.experiments import evaluate_all, run_ablation, run_margin_sweep
+
+    cfg = replace(smoke_cfg, methods=("infonce", "margin"), margin_sweep=(0.0, smoke_cfg.margin), steps=2,
+                  eval_every=2, ckpt_every=2, qa_steps=1)
+    run_ablation(cfg, progress=False)
+    assert run_margin_sweep(cfg, progress=False) == []
+    results = evaluate_all(cfg)
+    assert [r["name"] for r in results] == ["infonce_s0", "margin_s0"]
+    assert all((log_dir(cfg, n) / "qa.json").exists() for n in ("infonce_s0", "margin_s0"))

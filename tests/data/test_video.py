@@ -1,6 +1,5 @@
 """Decoding, sampling, keyframes, and bad input recorded and skipped."""
 import json
-import shutil
 
 import numpy as np
 import pytest
