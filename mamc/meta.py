@@ -90,19 +90,17 @@ def meta_step(
     meta_loss_fn: Callable[[nn.Module, dict[str, Tensor] | None], Tensor],
     virtual_lr: float,
     params: dict[str, Tensor],
-    normalize: bool = True,
-    mean_fn: Callable[[Tensor], Tensor] = torch.mean,
-    reduce_grads: Callable[[list[Tensor]], list[Tensor]] | None = None,
     sync_grads: Callable[[Iterable[Tensor]], None] | None = None,
+    **options,
 ) -> dict[str, float]:
-    """One update of the weighting MLP through a virtual model step (see `virtual_meta_loss`).
+    """One update of the weighting MLP through a virtual model step (`options`: normalize, mean_fn and
+    reduce_grads of `virtual_meta_loss`).
 
     `sync_grads` averages the MLP's gradients across ranks under DDP. The math attention kernel is forced
     because the fused CPU kernel has no double backward.
     """
     with sdpa_kernel(SDPBackend.MATH):
-        meta_loss, weighted = virtual_meta_loss(model, weight_net, train_loss_fn, meta_loss_fn, virtual_lr, params,
-                                                normalize, mean_fn, reduce_grads)
+        meta_loss, weighted = virtual_meta_loss(model, weight_net, train_loss_fn, meta_loss_fn, virtual_lr, params, **options)
         weight_opt.zero_grad(set_to_none=True)
         meta_loss.backward(inputs=list(weight_net.parameters()))
     if sync_grads is not None:

@@ -220,8 +220,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                 model, weight_net, weight_opt,
                 lambda m, p: losses_of(m, p, frames, text, b_local),
                 lambda m, p: losses_of(m, p, mframes, mtext, mb_local),
-                cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr, virtual_params, cfg.normalize_weights,
-                mean_fn=dist.mean, reduce_grads=dist.average_differentiable, sync_grads=dist.average_grads,
+                cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr, virtual_params, sync_grads=dist.average_grads,
+                normalize=cfg.normalize_weights, mean_fn=dist.mean, reduce_grads=dist.average_differentiable,
             ))
         with autocast:
             losses = losses_of(model, None, frames, text, b_local)
