@@ -58,6 +58,14 @@ def per_topic_improvement(cfg: Config, method: str = "mama", baseline: str = "in
     return {t: float(np.mean(v)) for t, v in diffs.items()}
 
 
+def topic_shares_and_words(cfg: Config) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Each topic's share of the training split and its most characteristic caption words."""
+    train_rows = load_rows(cfg, "train")
+    counts = pd.Series([r["topic"] for r in train_rows]).value_counts()
+    share = (counts / counts.sum()).to_dict()
+    return share, top_words_by_true_topic([r["caption"] for r in train_rows], [r["topic"] for r in train_rows])
+
+
 def samples_with_groups(cfg: Config, name: str, last_fraction: float = 0.5) -> pd.DataFrame:
     """Per-sample logs of the last part of training, with head/tail group of each topic."""
     df = pd.read_csv(require(log_dir(cfg, name) / "samples.csv", TRAIN))
@@ -91,10 +99,7 @@ def build_figures(cfg: Config, close: bool = True) -> dict[str, list[Path]]:
 
     if "mama" in cfg.methods and "infonce" in cfg.methods:
         improvement = per_topic_improvement(cfg)
-        total = sum(train_topics.values())
-        share = {t: n / total for t, n in train_topics.items()}
-        train_rows = load_rows(cfg, "train")
-        words = top_words_by_true_topic([r["caption"] for r in train_rows], [r["topic"] for r in train_rows])
+        share, words = topic_shares_and_words(cfg)
         emit("topic_improvement", plots.topic_figure(share, words, improvement))
         emit("improvement_vs_frequency", plots.improvement_vs_frequency(train_topics, improvement))
 

@@ -235,6 +235,17 @@ def corpus_stats(rows: list[dict], cfg: Config) -> dict:
     return out
 
 
+def split_summary(stats: dict) -> "pd.DataFrame":
+    """One row per split of `corpus_stats`: clips, misaligned count and rate, topics, topic balance."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        split: {"clips": v["n"], "misaligned": v["misaligned"], "rate": v["misaligned"] / max(v["n"], 1),
+                "topics": len(v["topics"]), "min clips/topic": min(v["topics"].values(), default=0),
+                "max clips/topic": max(v["topics"].values(), default=0)}
+        for split, v in stats["splits"].items()}).T
+
+
 def data_card(rows: list[dict], cfg: Config) -> str:
     s = corpus_stats(rows, cfg)
     lines = [

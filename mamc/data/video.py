@@ -14,7 +14,6 @@ from typing import Iterable, Literal
 
 import av
 import numpy as np
-from PIL import Image
 from scipy.signal import find_peaks
 from tqdm.auto import tqdm
 
@@ -158,11 +157,6 @@ def keyframes(frames: np.ndarray, k: int, min_distance: int = 1) -> np.ndarray:
         candidates = np.arange(n)
     pick = np.linspace(0, len(candidates) - 1, k).round().astype(int)
     return candidates[pick]
-
-
-def resize(frames: np.ndarray, size: int) -> np.ndarray:
-    """Square resize with PIL (bilinear); used where decoders did not already resize."""
-    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in frames])
 
 
 # ---- frame cache -------------------------------------------------------------------------------------------

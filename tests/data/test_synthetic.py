@@ -75,3 +75,13 @@ def test_parse_attributes_reads_every_template_back():
         assert parsed["size"] in (attrs["size"], None)
     assert parse_attributes("a thing moves")["color"] is None
     assert set(parse_attributes("")) == set(ATTRIBUTES)
+
+
+def test_split_summary_reports_noise_and_balance(smoke_cfg):
+    import json
+
+    from mamc.data.synthetic import split_summary
+
+    table = split_summary(json.loads((smoke_cfg.data_dir / "corpus.json").read_text()))
+    assert table.loc["train", "clips"] == smoke_cfg.n_train and table.loc["test", "misaligned"] == 0
+    assert table.loc["meta", "max clips/topic"] == table.loc["meta", "min clips/topic"] == smoke_cfg.n_meta_per_topic
