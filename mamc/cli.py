@@ -74,12 +74,13 @@ def cmd_caption(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from mamc.experiments import run_ablation
+    from mamc.experiments import run_ablation, run_margin_sweep
     from mamc.train import train
 
     cfg = _run_config(args)
     if args.method == "ablation":
         run_ablation(cfg)
+        run_margin_sweep(cfg)
     else:
         print(json.dumps(train(cfg, args.method, args.seed), indent=2))
     return 0
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="caption at most this many videos")
     p.set_defaults(func=cmd_caption)
 
-    p = sub.add_parser("train", help="train one method (or the whole ablation)")
+    p = sub.add_parser("train", help="train one method, or (ablation) every method × seed and the margin sweep")
     _common(p)
     p.add_argument("--method", choices=[*METHODS, "ablation"], default="mama")
     p.add_argument("--seed", type=int)
