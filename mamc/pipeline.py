@@ -58,6 +58,20 @@ def load_rows(cfg: Config, split: str | None = None, with_vlm: bool = False) -> 
     return rows
 
 
+def prepare_corpus(cfg: Config, regenerate: bool = False) -> Path:
+    """The run's manifest: the embedded corpus is generated (once, or again with `regenerate`); a public
+    dataset (`cfg.dataset`, e.g. the paper profile's MSR-VTT) must have been ingested into the run folder."""
+    path = manifest_path(cfg)
+    if cfg.dataset == "embedded":
+        if regenerate or not path.exists():
+            from mamc.data.synthetic import generate_corpus
+
+            generate_corpus(cfg)
+        return path
+    return require(path, f"`mamc ingest <dataset> <annotations…> --out {path}` (dataset {cfg.dataset!r}, videos under "
+                         f"{cfg.data_dir})")
+
+
 def ensure_frames(cfg: Config, rows: list[dict], progress: bool = False) -> dict[str, int]:
     """Build (or top up) the frame cache for these rows; decoding happens once per video per run."""
     return build_frame_cache(rows, cfg.data_dir, frame_cache_dir(cfg), cfg.clip_frames, cfg.frame_size, progress)

@@ -15,3 +15,4 @@ def test_missing_artifacts_name_their_producer(tmp_path):
 def test_missing_training_logs_name_notebook_03(smoke_cfg):
     with pytest.raises(MissingArtifact, match="notebook 03"):
         build_figures(smoke_cfg)
+
