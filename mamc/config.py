@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,6 @@ class Config:
     max_new_tokens: int = 24
     caption_batch_size: int = 16
     dtype: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_path(self) -> Path:

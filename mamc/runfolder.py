@@ -28,7 +28,6 @@ def load_run_config(run_dir: str | Path, **overrides) -> Config:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run folder made by `mamc reproduce`?")
     values = json.loads(path.read_text())
-    values.pop("extra", None)
     profile = values.pop("profile")
     values["run_dir"] = str(Path(run_dir).resolve())
     values.update({k: v for k, v in overrides.items() if v is not None})

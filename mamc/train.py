@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from mamc import distributed as dist
 from mamc.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from mamc.config import Config
-from mamc.data.loaders import global_batch_indices, load_frames, usable_rows
+from mamc.data.loaders import StepBatches, load_frames, step_loader, usable_rows
 from mamc.evaluate import video_text_retrieval
 from mamc.losses import contrastive_loss
 from mamc.manifest import append_jsonl, iter_jsonl, write_json, write_jsonl
@@ -196,11 +196,9 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     b_local, mb_local = cfg.batch_size // world, cfg.meta_batch_size // world
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
-    def batch(rows: list[dict], size: int, local: int, step: int, stream: int):
-        keys = list(range(rank * local, (rank + 1) * local))
-        idx = global_batch_indices(len(rows), size, step, seed * 1000 + stream)[keys[0] : keys[-1] + 1]
-        part = [rows[i] for i in idx]
-        frames = normalize_frames(load_frames(part, data.cache, cfg.frames, "random", (seed, stream, step), keys)).to(device)
+    def inputs(rows: list[dict], loaded: tuple[list[int], torch.Tensor]):
+        part = [rows[i] for i in loaded[0]]
+        frames = normalize_frames(loaded[1].to(device, non_blocking=True))
         return part, frames, text_input(model, [r["caption"] for r in part], data.text_features, device)
 
     def losses_of(m, params, frames, text, local: int):
@@ -210,12 +208,16 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
 
     sample_log, scalar_log = [], []
     t0, steps_done, done = time.time(), 0, start
-    bar = tqdm(range(start, cfg.steps), desc=name, disable=not progress or rank != 0, initial=start, total=cfg.steps)
-    for step in bar:
-        part, frames, text = batch(data.train, cfg.batch_size, b_local, step, 0)
+    train_batches = step_loader(StepBatches(data.train, data.cache, cfg.frames, cfg.batch_size, b_local, rank, seed, 0),
+                                start, cfg.steps, cfg.num_workers)
+    meta_batches = StepBatches(data.meta, data.cache, cfg.frames, cfg.meta_batch_size, mb_local, rank, seed, 1)
+    bar = tqdm(zip(range(start, cfg.steps), train_batches), desc=name, disable=not progress or rank != 0,
+               initial=start, total=cfg.steps)
+    for step, loaded in bar:
+        part, frames, text = inputs(data.train, loaded)
         scalars = {"step": step}
         if spec.meta and step % cfg.meta_interval == 0:
-            _, mframes, mtext = batch(data.meta, cfg.meta_batch_size, mb_local, step, 1)
+            _, mframes, mtext = inputs(data.meta, meta_batches[step])
             scalars.update(meta_step(
                 model, weight_net, weight_opt,
                 lambda m, p: losses_of(m, p, frames, text, b_local),

@@ -93,3 +93,11 @@ def test_evaluate_all_runs_qa_for_every_ablation_run_even_when_the_sweep_reuses_
     results = evaluate_all(cfg)
     assert [r["name"] for r in results] == ["infonce_s0", "margin_s0"]
     assert all((log_dir(cfg, n) / "qa.json").exists() for n in ("infonce_s0", "margin_s0"))
+
+
+def test_worker_processes_prefetch_the_same_batches(smoke_cfg):
+    cfg = replace(smoke_cfg, steps=3, ckpt_every=3, eval_every=100)
+    train(cfg, "margin", name="inline", progress=False)
+    train(replace(cfg, num_workers=2), "margin", name="workers", progress=False)
+    a, b = _tensors(cfg, "inline"), _tensors(cfg, "workers")
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))

@@ -37,3 +37,33 @@ def load_frames(rows: list[dict], cache_dir: str | Path, n_frames: int, mode: st
         rng = np.random.default_rng([*seed, keys[i] if keys else i]) if mode == "random" else None
         out.append(clip[sample_indices(len(clip), n_frames, mode, rng)])
     return torch.from_numpy(np.stack(out))
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item `step` is this rank's slice of the global batch at that step: (row indices, uint8 frames).
+
+    Because a batch is a function of the step, a `DataLoader` with worker processes can prefetch it and a
+    resumed run simply starts at its step.
+    """
+
+    def __init__(self, rows: list[dict], cache_dir: str | Path, n_frames: int, batch_size: int, local: int,
+                 rank: int, seed: int, stream: int):
+        self.rows, self.cache_dir, self.n_frames = rows, cache_dir, n_frames
+        self.batch_size, self.seed, self.stream = batch_size, seed, stream
+        self.keys = list(range(rank * local, (rank + 1) * local))
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, step: int) -> tuple[list[int], torch.Tensor]:
+        idx = global_batch_indices(len(self.rows), self.batch_size, step, self.seed * 1000 + self.stream)
+        idx = idx[self.keys[0] : self.keys[-1] + 1].tolist()
+        frames = load_frames([self.rows[i] for i in idx], self.cache_dir, self.n_frames, "random",
+                             (self.seed, self.stream, step), self.keys)
+        return idx, frames
+
+
+def step_loader(batches: StepBatches, start: int, stop: int, num_workers: int) -> torch.utils.data.DataLoader:
+    """Batches for steps [start, stop), prefetched by `num_workers` processes (0: in this process)."""
+    return torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
+                                       persistent_workers=False, pin_memory=torch.cuda.is_available())

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from mamc.config import Config
@@ -235,10 +236,8 @@ def corpus_stats(rows: list[dict], cfg: Config) -> dict:
     return out
 
 
-def split_summary(stats: dict) -> "pd.DataFrame":
+def split_summary(stats: dict) -> pd.DataFrame:
     """One row per split of `corpus_stats`: clips, misaligned count and rate, topics, topic balance."""
-    import pandas as pd
-
     return pd.DataFrame({
         split: {"clips": v["n"], "misaligned": v["misaligned"], "rate": v["misaligned"] / max(v["n"], 1),
                 "topics": len(v["topics"]), "min clips/topic": min(v["topics"].values(), default=0),
