@@ -82,7 +82,11 @@ def cmd_train(args) -> int:
         run_ablation(cfg)
         run_margin_sweep(cfg)
     else:
-        print(json.dumps(train(cfg, args.method, args.seed), indent=2))
+        from mamc.distributed import rank
+
+        summary = train(cfg, args.method, args.seed)
+        if rank() == 0:
+            print(json.dumps(summary, indent=2))
     return 0
 
 

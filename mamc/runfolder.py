@@ -5,12 +5,13 @@ import dataclasses
 import json
 import platform
 import subprocess
+import warnings
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
-from mamc.config import REPO_ROOT, Config, load_config
+from mamc.config import REPO_ROOT, Config, config_fields, load_config
 from mamc.manifest import write_json
 from mamc.pipeline import resolve_device
 
@@ -28,6 +29,10 @@ def load_run_config(run_dir: str | Path, **overrides) -> Config:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run folder made by `mamc reproduce`?")
     values = json.loads(path.read_text())
+    stale = sorted(set(values) - set(config_fields()))
+    if stale:
+        warnings.warn(f"{path}: ignoring fields this version of mamc does not have: {', '.join(stale)}", stacklevel=2)
+    values = {k: v for k, v in values.items() if k not in stale}
     profile = values.pop("profile")
     values["run_dir"] = str(Path(run_dir).resolve())
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,26 @@
+"""A run folder remembers its configuration and environment."""
+import json
+
+import pytest
+
+from mamc.config import load_config
+from mamc.runfolder import environment, load_run_config, save_config
+
+
+def test_config_round_trip_and_stale_fields(tmp_path):
+    cfg = load_config("smoke", run_dir=str(tmp_path), steps=5)
+    save_config(cfg)
+    again = load_run_config(tmp_path)
+    assert again.steps == 5 and again.profile == "smoke" and again.run_path == tmp_path.resolve()
+    values = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(dict(values, retired_option=1)))
+    with pytest.warns(UserWarning, match="retired_option"):
+        assert load_run_config(tmp_path).steps == 5
+    with pytest.raises(FileNotFoundError, match="is .* a run folder"):
+        load_run_config(tmp_path / "nothing")
+
+
+def test_environment_records_versions_seeds_and_timings(tmp_path):
+    env = environment(load_config("smoke", run_dir=str(tmp_path)), {"01_x.ipynb": 1.5})
+    assert env["packages"]["torch"] and env["seeds"] == [0] and env["wall_time_s"] == {"01_x.ipynb": 1.5}
+    assert env["device"] in ("cpu", "cuda")
