@@ -67,7 +67,7 @@ class Config:
     warmup_steps: int = 20
     grad_clip: float = 1.0
     ckpt_every: int = 50
-    eval_every: int = 50
+    eval_every: int = 100
     num_workers: int = 0
     qa_eta: float = 1.0
     qa_steps: int = 100

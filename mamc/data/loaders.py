@@ -5,6 +5,7 @@ resumed run sees exactly the batches an uninterrupted run would have seen: the d
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,30 @@ def global_batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.nd
     return perm[pos * batch_size : (pos + 1) * batch_size]
 
 
+class ClipMemory:
+    """Clips of the frame cache kept in memory, least recently used out first past a byte budget, so that
+    later epochs, validation and the next run of an ablation in the same process skip the file reads."""
+
+    def __init__(self, budget_bytes: int = 2 << 30):
+        self.budget, self.used = budget_bytes, 0
+        self.clips: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    def get(self, cache_dir: str | Path, video_id: str) -> np.ndarray:
+        key = (str(cache_dir), video_id)
+        if key in self.clips:
+            self.clips.move_to_end(key)
+            return self.clips[key]
+        clip = load_cached(cache_dir, video_id)
+        self.clips[key] = clip
+        self.used += clip.nbytes
+        while self.used > self.budget and len(self.clips) > 1:
+            self.used -= self.clips.popitem(last=False)[1].nbytes
+        return clip
+
+
+CLIP_MEMORY = ClipMemory()
+
+
 def load_frames(rows: list[dict], cache_dir: str | Path, n_frames: int, mode: str = "uniform",
                 seed: tuple[int, ...] = (0,), keys: list[int] | None = None) -> torch.Tensor:
     """uint8 [B, T, H, W, 3] for the rows: `n_frames` sampled from each cached clip (segment-random when
@@ -33,7 +58,7 @@ def load_frames(rows: list[dict], cache_dir: str | Path, n_frames: int, mode: st
     depend on how a batch is split across ranks)."""
     out = []
     for i, row in enumerate(rows):
-        clip = load_cached(cache_dir, row["video_id"])
+        clip = CLIP_MEMORY.get(cache_dir, row["video_id"])
         rng = np.random.default_rng([*seed, keys[i] if keys else i]) if mode == "random" else None
         out.append(clip[sample_indices(len(clip), n_frames, mode, rng)])
     return torch.from_numpy(np.stack(out))
