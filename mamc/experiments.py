@@ -14,7 +14,7 @@ from mamc.evaluate import gt_ranks, video_text_retrieval
 from mamc.manifest import write_json
 from mamc.pipeline import ensure_frames, frame_cache_dir, load_rows, log_dir, require, resolve_device
 from mamc.qa import train_and_evaluate_qa
-from mamc.train import embed_rows, load_trained, run_name, train
+from mamc.train import embed_rows, frozen_text_features, load_trained, run_name, train
 
 
 def sweep_name(cfg: Config, margin: float) -> str:
@@ -55,12 +55,7 @@ def evaluate_test(cfg: Config, name: str) -> dict:
     ensure_frames(cfg, rows)
     model = load_trained(cfg, name)
     device = resolve_device(cfg.device)
-    feats = None
-    if model.freeze_text:
-        from mamc.models import text_feature_cache
-        from mamc.pipeline import text_cache_dir
-
-        feats = text_feature_cache(model.text, [r["caption"] for r in rows], text_cache_dir(cfg), device)
+    feats = frozen_text_features(model, [r["caption"] for r in rows], cfg, device)
     v, t = embed_rows(model, rows, frame_cache_dir(cfg), cfg, feats, device)
     sim = t @ v.T
     out = video_text_retrieval(sim)

@@ -20,9 +20,9 @@ from mamc.evaluate import multiple_choice_accuracy, open_ended_accuracy
 from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
 from mamc.meta import sample_weights
-from mamc.models import normalize_frames, text_feature_cache
-from mamc.pipeline import ensure_frames, frame_cache_dir, load_rows, log_dir, resolve_device, text_cache_dir
-from mamc.train import METHODS, load_trained, text_input, weight_net_snapshots
+from mamc.models import normalize_frames
+from mamc.pipeline import ensure_frames, frame_cache_dir, load_rows, log_dir, resolve_device
+from mamc.train import METHODS, frozen_text_features, load_trained, text_input, weight_net_snapshots
 
 
 class QAHead(nn.Module):
@@ -45,7 +45,7 @@ def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progre
     vocab = sorted({a for r in train_rows + test_rows for a in [r["answer"], *r.get("candidates", [])]})
     index = {a: i for i, a in enumerate(vocab)}
     texts = [r["question"] for r in train_rows + test_rows] + [r["caption"] for r in train_rows]
-    feats = text_feature_cache(model.text, texts, text_cache_dir(cfg), device) if model.freeze_text else None
+    feats = frozen_text_features(model, texts, cfg, device)
     head = QAHead(cfg.embed_dim, len(vocab)).to(device)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr * 0.5, weight_decay=cfg.weight_decay)

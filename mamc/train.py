@@ -67,10 +67,12 @@ def prepare(cfg: Config, model: DualEncoder, with_vlm: bool, device: torch.devic
     ensure_frames(cfg, rows)
     cache = frame_cache_dir(cfg)
     by = lambda split: usable_rows([r for r in rows if r["split"] == split], cache)  # noqa: E731
-    feats = None
-    if model.freeze_text:
-        feats = text_feature_cache(model.text, [r["caption"] for r in rows], text_cache_dir(cfg), device)
-    return Batches(by("train"), by("meta"), by("val"), cache, feats)
+    return Batches(by("train"), by("meta"), by("val"), cache, frozen_text_features(model, [r["caption"] for r in rows], cfg, device))
+
+
+def frozen_text_features(model: DualEncoder, texts: list[str], cfg: Config, device) -> dict | None:
+    """Cached backbone features of `texts` when the text backbone is frozen; None when it trains (tokens then)."""
+    return text_feature_cache(model.text, texts, text_cache_dir(cfg), device) if model.freeze_text else None
 
 
 def text_input(model: DualEncoder, captions: list[str], feats: dict | None, device: torch.device):
@@ -276,30 +278,21 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     return summary
 
 
-def load_trained(cfg: Config, name: str, which: str = "best") -> DualEncoder:
-    """A trained dual encoder from `checkpoints/<name>/{best,last}.safetensors`, on the configured device."""
+def load_trained(cfg: Config, name: str) -> DualEncoder:
+    """A run's best-on-validation dual encoder (`checkpoints/<name>/best.safetensors`), on the configured device."""
     from mamc.pipeline import require
 
     model = build_model(cfg)
-    ckpt = checkpoint_dir(cfg, name)
-    if which == "best":
-        load_weights(require(ckpt / "best.safetensors", "notebook 03 or `mamc train`"), model)
-    else:
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(require(ckpt / "last.safetensors", "notebook 03 or `mamc train`")))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    load_weights(require(checkpoint_dir(cfg, name) / "best.safetensors", "notebook 03 or `mamc train`"), model)
     return model.to(resolve_device(cfg.device)).eval()
 
 
 def weight_net_snapshots(cfg: Config, name: str) -> dict[int, WeightNet]:
     """The weighting MLP at every checkpoint of a run (for the loss→weight curves of notebook 04)."""
-    from safetensors.torch import load_file
-
     out = {}
     for path in sorted(checkpoint_dir(cfg, name).glob("weight_net_step*.safetensors")):
         net = WeightNet(cfg.meta_hidden)
-        net.load_state_dict(load_file(str(path)))
+        load_weights(path, net)
         out[int(path.stem.split("step")[1])] = net.eval()
     return out
 
