@@ -1,12 +1,20 @@
-"""Checkpoints: tensors in safetensors, everything else in JSON; both written atomically.
+"""Checkpoints: tensors in safetensors, everything else in JSON, committed atomically.
 
 A checkpoint holds the model (minus a frozen text backbone, which is reloaded from its source), the optimiser,
 scheduler, weighting MLP and its optimiser, and the torch RNG state. The data position is the step itself
 (see mamc.data.loaders), so restoring these is enough for a bit-identical resume.
+
+Commit protocol: the tensors go to a file named after the step (`state_000040.safetensors`, written to a
+temporary name, flushed, renamed); then `last.json` — step, tensors file name, its SHA-256, the JSON state and
+the byte length of each log at this step — replaces the previous record in one rename; only then are older
+tensor files deleted. A kill at any instant leaves the previous checkpoint or the new one, never a mix, and the
+logs are cut back to the lengths the record names when the run resumes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +23,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mamc.manifest import write_json
+
+RECORD = "last.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message names the file and what is wrong."""
 
 
 def _flatten_optimizer(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -41,6 +55,34 @@ def _restore_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict[st
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """safetensors file written under a temporary name, flushed to disk, then renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp))
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _commit(directory: Path, record: dict) -> None:
+    """The instant a checkpoint becomes the run's checkpoint: one atomic replace of the record."""
+    write_json(directory / RECORD, record)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state to save: everything except a frozen text backbone."""
     skip = "text." if getattr(model, "freeze_text", False) else None
@@ -49,10 +91,7 @@ def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_weights(path: str | Path, model: nn.Module) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(model_tensors(model), str(tmp))
-    tmp.replace(path)
+    _write_tensors(path, model_tensors(model))
     return path
 
 
@@ -64,10 +103,29 @@ def load_weights(path: str | Path, model: nn.Module) -> None:
         raise ValueError(f"{path}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
+def log_lengths(paths: list[Path]) -> dict[str, int]:
+    """Byte length of each log file now (0 when it does not exist yet), to be recorded with a checkpoint."""
+    return {p.name: p.stat().st_size if p.exists() else 0 for p in paths}
+
+
+def cut_logs(directory: Path, lengths: dict[str, int]) -> None:
+    """Cut each log back to the length recorded with the checkpoint being resumed (dropping rows, or half a
+    row, written after it); logs a fresh run finds from a killed predecessor are removed."""
+    for name, length in lengths.items():
+        path = directory / name
+        if not path.exists():
+            if length:
+                raise CheckpointError(f"{path} is missing but the checkpoint recorded {length} bytes of it")
+            continue
+        if path.stat().st_size < length:
+            raise CheckpointError(f"{path} is shorter ({path.stat().st_size} bytes) than the checkpoint recorded ({length})")
+        os.truncate(path, length)
+
+
 def save_checkpoint(directory: str | Path, step: int, model: nn.Module, opt, sched, weight_net: nn.Module,
-                    weight_opt, extra: dict | None = None) -> None:
+                    weight_opt, extra: dict | None = None, logs: dict[str, int] | None = None) -> None:
+    """Commit a checkpoint (see the module docstring); `logs` are the byte lengths from `log_lengths`."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
     tensors.update({f"weight_net.{k}": v.detach().cpu().contiguous() for k, v in weight_net.state_dict().items()})
     opt_t, opt_meta = _flatten_optimizer("opt", opt)
@@ -75,18 +133,38 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, opt, sch
     tensors.update(opt_t)
     tensors.update(wopt_t)
     tensors["rng.torch"] = torch.get_rng_state()
-    tmp = directory / ".last.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(directory / "last.safetensors")
-    write_json(directory / "last.json", {"step": step, "opt": opt_meta, "wopt": wopt_meta,
-                                         "sched": sched.state_dict(), "extra": extra or {}})
+    name = f"state_{step:06d}.safetensors"
+    _write_tensors(directory / name, tensors)
+    _commit(directory, {"step": step, "tensors": name, "sha256": _sha256(directory / name), "opt": opt_meta,
+                        "wopt": wopt_meta, "sched": sched.state_dict(), "extra": extra or {}, "logs": logs or {}})
+    for old in directory.glob("state_*.safetensors"):
+        if old.name != name:
+            old.unlink()
+
+
+def read_record(directory: str | Path) -> dict | None:
+    """The committed checkpoint record of a run, or None when it has none."""
+    path = Path(directory) / RECORD
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def checkpoint_tensors(directory: str | Path, record: dict | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of the committed checkpoint, checked against the SHA-256 in its record."""
+    directory = Path(directory)
+    record = record or read_record(directory)
+    if record is None:
+        raise CheckpointError(f"{directory / RECORD} does not exist: no committed checkpoint")
+    path = directory / record["tensors"]
+    if not path.exists() or _sha256(path) != record["sha256"]:
+        raise CheckpointError(f"{path} is missing or does not match the SHA-256 in {directory / RECORD}")
+    return load_file(str(path))
 
 
 def load_checkpoint(directory: str | Path, model: nn.Module, opt, sched, weight_net: nn.Module, weight_opt) -> dict:
-    """Restore everything saved by `save_checkpoint`; returns the JSON state (with the step to resume at)."""
+    """Restore everything saved by `save_checkpoint`; returns the record (with the step to resume at)."""
     directory = Path(directory)
-    meta = json.loads((directory / "last.json").read_text())
-    tensors = load_file(str(directory / "last.safetensors"))
+    meta = read_record(directory)
+    tensors = checkpoint_tensors(directory, meta)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
     weight_net.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("weight_net.")})
     _restore_optimizer("opt", opt, tensors, meta["opt"])

@@ -32,8 +32,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 def cmd_reproduce(args) -> int:
     from mamc.reproduce import reproduce
 
+    from mamc.watchdog import Limits
+
     only = args.only.split(",") if args.only else None
-    out = reproduce(args.profile, args.out, args.seed, args.device, args.param, only, progress=not args.quiet)
+    limits = Limits(idle=args.idle_timeout, reply=args.reply_timeout, silence=args.silence_timeout)
+    out = reproduce(args.profile, args.out, args.seed, args.device, args.param, only, progress=not args.quiet,
+                    watchdog=limits)
     print(f"run folder: {out}")
     return 0
 
@@ -65,9 +69,10 @@ def cmd_frames(args) -> int:
 
 
 def cmd_caption(args) -> int:
-    from mamc.caption.jobs import caption_videos
+    from mamc.caption.jobs import caption_videos, ensure_captioner
 
     cfg = _run_config(args)
+    ensure_captioner(cfg, args.model)
     stats = caption_videos(cfg, model=args.model, shard=args.shard, num_shards=args.num_shards, limit=args.limit)
     print(json.dumps(stats, indent=2))
     return 0
@@ -127,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="notebook parameter or configuration field (repeatable); unknown keys are an error")
     p.add_argument("--only", help="comma-separated notebook numbers to run, e.g. 04,05 (reuses saved artifacts)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--idle-timeout", type=float, default=600, metavar="S",
+                   help="watchdog: stop a cell after S seconds without kernel CPU use or message (0: off)")
+    p.add_argument("--reply-timeout", type=float, default=60, metavar="S",
+                   help="watchdog: stop a cell whose reply is missing S seconds after the kernel went idle (0: off)")
+    p.add_argument("--silence-timeout", type=float, default=0, metavar="S",
+                   help="watchdog: stop a cell after S seconds without any message, even while busy (0: off)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("synth", help="generate the embedded corpus into RUN/data")
@@ -172,10 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mamc.lock import run_lock
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "run", None):
+            with run_lock(Path(args.run), f"mamc {args.command}"):
+                return args.func(args)
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        print(f"mamc {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, KeyError, OSError, RuntimeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"mamc {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -5,8 +5,7 @@ README's main job on a 2-core CPU, `paper` is the full-scale GPU configuration o
 """
 from __future__ import annotations
 
-import dataclasses
-import json
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("smoke", "default", "paper")
 METHODS = ("infonce", "margin", "meta", "vlm", "mama", "additive")
+EMBEDDED_TOPICS = 30  # 5 shapes × 6 colours in mamc.data.synthetic
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,9 @@ class Config:
     run_dir: str = "runs/default"
     seed: int = 0
     device: str = "auto"
+    # torch CPU threads (0: torch's default). A fixed count keeps results bit-identical whatever the machine load;
+    # one thread is also the fastest on a busy 2-core machine.
+    threads: int = 1
     dataset: str = "embedded"
     # Embedded corpus (mamc.data.synthetic)
     n_train: int = 3000
@@ -98,9 +101,6 @@ class Config:
     def data_dir(self) -> Path:
         return self.run_path / "data"
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
 
 _PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
@@ -116,9 +116,25 @@ _PROFILES: dict[str, dict[str, Any]] = {
         freeze_text=False, frames=12, frame_size=224, patch_size=32, embed_dim=512, steps=20000, batch_size=128,
         lr=1e-5, warmup_steps=1000, ckpt_every=1000, eval_every=1000, num_workers=8, margin=0.1,
         temperature=0.01, seeds=(0, 1, 2), captioner="llava-hf/llava-1.5-7b-hf", dtype="bfloat16",
-        grid_cell=336, max_new_tokens=64, meta_params="head",
+        grid_cell=336, max_new_tokens=64, meta_params="head", threads=0,
     ),
 }
+
+
+# Valid values, checked before any work starts: inclusive lower bounds, upper bounds, strict positives, choices.
+_AT_LEAST = dict(
+    seed=0, threads=0, n_train=1, n_meta_per_topic=1, n_val=1, n_test=1, n_qa=0, n_topics=1, zipf_exponent=0.0,
+    noise_rate=0.0, clip_frames=2, clip_size=8, fps=1, frames=1, frame_size=8, embed_dim=1, video_width=1,
+    video_depth=1, video_heads=1, patch_size=1, margin=0.0, meta_hidden=1, virtual_lr=0.0, meta_interval=1,
+    meta_batch_size=2, steps=1, batch_size=2, weight_decay=0.0, warmup_steps=0, ckpt_every=1, eval_every=1,
+    num_workers=0, qa_eta=0.0, qa_steps=0, captioner_steps=0, grid_rows=1, grid_cols=1, grid_cell=1,
+    gen_temperature=0.0, max_new_tokens=1, caption_batch_size=1,
+)
+_AT_MOST = dict(n_topics=EMBEDDED_TOPICS, noise_rate=1.0, margin=math.pi)
+_POSITIVE = ("temperature", "lr", "meta_lr", "grad_clip")
+_CHOICES = dict(meta_params=("all", "head"), caption_input=("grid", "frames"),
+                dtype=("auto", "float32", "bfloat16", "float16"))
+_TYPE_WORDS = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
 
 
 def config_fields() -> dict[str, type]:
@@ -126,7 +142,8 @@ def config_fields() -> dict[str, type]:
 
 
 def coerce(name: str, value: Any) -> Any:
-    """Turn a CLI string (`key=value`) into the field's type; reject unknown keys with the list of known ones."""
+    """Turn a CLI string (`key=value`) into the field's type; errors name the setting, unknown keys list the
+    known ones."""
     default = getattr(Config(), name, None)
     if name not in config_fields():
         raise KeyError(f"unknown config key {name!r}; known keys: {', '.join(sorted(config_fields()))}")
@@ -136,26 +153,47 @@ def coerce(name: str, value: Any) -> Any:
         if value.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"{name} expects true/false, got {value!r}")
         return value.lower() in ("true", "1")
-    if isinstance(default, int):
-        return int(value)
-    if isinstance(default, float):
-        return float(value)
-    if isinstance(default, tuple):
-        items = [v for v in value.split(",") if v]
-        kind = type(default[0]) if default else str
-        return tuple(kind(v) for v in items)
-    return value
+    kind = type(default[0]) if isinstance(default, tuple) and default else type(default)
+    try:
+        if isinstance(default, tuple):
+            return tuple(kind(v) for v in value.split(",") if v)
+        return kind(value)
+    except ValueError:
+        what = f"a comma-separated list of {_TYPE_WORDS[kind].removeprefix('an ').removeprefix('a ')}s" \
+            if isinstance(default, tuple) else _TYPE_WORDS[kind]
+        raise ValueError(f"{name} expects {what}, got {value!r}") from None
+
+
+def check_values(cfg: Config) -> None:
+    """Reject settings outside their valid range, naming the setting and the range."""
+    for name, value in ((f.name, getattr(cfg, f.name)) for f in fields(cfg)):
+        lo, hi = _AT_LEAST.get(name), _AT_MOST.get(name)
+        if name in _POSITIVE and not value > 0:
+            raise ValueError(f"{name}={value} is out of range: it must be > 0")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"{lo} ≤ {name}" + (f" ≤ {hi:g}" if hi is not None else "")
+            raise ValueError(f"{name}={value} is out of range: expected {bounds}")
+        if name in _CHOICES and value not in _CHOICES[name]:
+            raise ValueError(f"{name}={value!r} is not one of {', '.join(_CHOICES[name])}")
+    if cfg.video_backbone == "tiny" and cfg.video_width % cfg.video_heads:
+        raise ValueError(f"video_width={cfg.video_width} must divide by video_heads={cfg.video_heads}")
+    if cfg.video_backbone == "tiny" and cfg.frame_size % cfg.patch_size:
+        raise ValueError(f"frame_size={cfg.frame_size} must divide by patch_size={cfg.patch_size}")
+    if not cfg.seeds:
+        raise ValueError("seeds must name at least one seed")
+    unknown = set(cfg.methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; known: {METHODS}")
 
 
 def load_config(profile: str = "default", **overrides: Any) -> Config:
-    """The profile's configuration with `overrides` applied (strings are coerced to the field types)."""
+    """The profile's configuration with `overrides` applied (strings are coerced to the field types), checked."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     values = dict(_PROFILES[profile], profile=profile, run_dir=f"runs/{profile}")
     for key, value in overrides.items():
         if value is not None:
             values[key] = coerce(key, value)
-    unknown = set(values.get("methods", ())) - set(METHODS)
-    if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; known: {METHODS}")
-    return replace(Config(), **values)
+    cfg = replace(Config(), **values)
+    check_values(cfg)
+    return cfg

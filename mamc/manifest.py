@@ -9,10 +9,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, IO, Iterable, Iterator
 
 REQUIRED = ("video_id", "video", "caption", "split")
 STRING_FIELDS = ("video_id", "video", "caption", "split", "source", "question", "answer")
+SPLITS = ("train", "meta", "val", "test", "qa_train", "qa_val", "qa")
+RETRIEVAL_SPLITS = ("train", "meta", "val", "test")
 
 
 class ManifestError(ValueError):
@@ -20,7 +22,7 @@ class ManifestError(ValueError):
 
 
 def validate_row(row: Any) -> str | None:
-    """The reason a row is invalid, or None when it is valid."""
+    """The reason a row is invalid on its own, or None when it is valid."""
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
     missing = [k for k in REQUIRED if k not in row]
@@ -31,6 +33,12 @@ def validate_row(row: Any) -> str | None:
             return f"field {key!r} must be a string, got {type(row[key]).__name__}"
     if not row["video_id"]:
         return "empty video_id"
+    if any(c in row["video_id"] for c in "/\\\0") or row["video_id"].startswith("."):
+        return f"video_id {row['video_id']!r} must be a plain name (no '/', '\\\\' or leading '.'): it names cache files"
+    if row["split"] not in SPLITS:
+        return f"unknown split {row['split']!r}; known splits: {', '.join(SPLITS)}"
+    if not row["caption"].strip() and "question" not in row:
+        return "empty caption"
     for key in ("start", "end"):
         if key in row and row[key] is not None and not isinstance(row[key], (int, float)):
             return f"field {key!r} must be a number"
@@ -45,10 +53,36 @@ def validate_row(row: Any) -> str | None:
     return None
 
 
+def consistency_checker() -> Callable[[dict, str], str | None]:
+    """A check of each row against the rows before it: one `video_id` names one clip (same file and time
+    window) wherever it appears, and a clip belongs to at most one of train/meta/val/test (no leakage).
+    Several captions of one clip, and QA rows about it, are fine. Call it with (row, where-it-is)."""
+    clips: dict[str, tuple[tuple, str]] = {}
+    splits: dict[str, tuple[str, str]] = {}
+
+    def check(row: dict, where: str) -> str | None:
+        vid, clip = row["video_id"], (row["video"], row.get("start"), row.get("end"))
+        first, seen_at = clips.setdefault(vid, (clip, where))
+        if first != clip:
+            return f"duplicate video_id {vid!r}: {seen_at} gives it {first[0]!r} {first[1:]}, this row {clip[0]!r} {clip[1:]}"
+        if row["split"] in RETRIEVAL_SPLITS:
+            split, split_at = splits.setdefault(vid, (row["split"], where))
+            if split != row["split"]:
+                return f"video_id {vid!r} is in split {row['split']!r} here and in {split!r} at {split_at} (leakage)"
+        return None
+
+    return check
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for every non-empty line; a line that is not JSON raises with `file:line`."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    """(line number, object) for every non-empty line; a line that is not UTF-8 JSON raises with `file:line`."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ManifestError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[err.start]:#04x} at column "
+                                    f"{err.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -59,9 +93,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
 
 def read_manifest(path: str | Path, split: str | None = None) -> list[dict]:
     """Validated rows of a manifest, optionally one split only."""
-    rows = []
+    rows, check = [], consistency_checker()
     for lineno, row in iter_jsonl(path):
-        reason = validate_row(row)
+        reason = validate_row(row) or check(row, f"line {lineno}")
         if reason:
             raise ManifestError(f"{path}:{lineno}: {reason}")
         if split is None or row["split"] == split:
@@ -69,19 +103,23 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[dict]:
     return rows
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict], validate: bool = True) -> Path:
-    """Write rows atomically (temporary file + rename) so a crash never leaves half a manifest."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file through a temporary file in the same folder, flushed to disk, then renamed over `path`:
+    readers and a crash at any instant see the old file or the new one, never a mix. The file gets the
+    permissions of a normally created one (the user's umask), which mkstemp alone would not give."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for i, row in enumerate(rows, 1):
-                if validate:
-                    reason = validate_row(row)
-                    if reason:
-                        raise ManifestError(f"{path}: row {i}: {reason}")
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -89,6 +127,20 @@ def write_jsonl(path: str | Path, rows: Iterable[dict], validate: bool = True) -
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict], validate: bool = True) -> Path:
+    """Write rows atomically (see `atomic_write`), validating each row and the rows together unless told not to."""
+    def write(fh: IO[bytes]) -> None:
+        check = consistency_checker()
+        for i, row in enumerate(rows, 1):
+            if validate:
+                reason = validate_row(row) or check(row, f"row {i}")
+                if reason:
+                    raise ManifestError(f"{path}: row {i}: {reason}")
+            fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    return atomic_write(path, write)
 
 
 def append_jsonl(path: str | Path, row: dict) -> None:
@@ -101,12 +153,21 @@ def append_jsonl(path: str | Path, row: dict) -> None:
         os.fsync(fh.fileno())
 
 
+def update_failures(path: str | Path, attempted: set[str], new: dict[str, dict], succeeded: set[str]) -> None:
+    """Rewrite a failures file (one row per `video_id`) as the current state: earlier failures of items not
+    attempted in this pass and not since done, plus this pass's failures. No duplicates, nothing stale."""
+    path = Path(path)
+    old = {r["video_id"]: r for _, r in iter_jsonl(path)} if path.exists() else {}
+    state = {**{v: r for v, r in old.items() if v not in attempted and v not in succeeded}, **new}
+    if state or path.exists():
+        write_jsonl(path, list(state.values()), validate=False)
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Atomic JSON write (same guarantee as `write_jsonl`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomic text write (UTF-8)."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))

@@ -6,16 +6,20 @@ import logging
 import os
 
 from mamc.config import Config, load_config
+from mamc.lock import run_lock
+from mamc.pipeline import use_threads
 from mamc.plots import use_style
 from mamc.runfolder import save_config
 
 
 def setup(profile: str, run_dir: str, seed: int = 0, device: str = "auto", overrides: dict | None = None) -> Config:
-    """The run's configuration (saved to `config.json` in the run folder) and the kit's plotting style."""
+    """The run's configuration (saved to `config.json` in the run folder; refused when the folder's results were
+    made with other settings, or another job holds it), fixed torch threads, and the kit's plotting style."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     cfg = load_config(profile, run_dir=run_dir, seed=seed, device=device, **(overrides or {}))
-    cfg.run_path.mkdir(parents=True, exist_ok=True)
-    save_config(cfg)
+    with run_lock(cfg.run_path, "notebook"):
+        save_config(cfg)
+    use_threads(cfg.threads)
     use_style()
     return cfg

@@ -8,6 +8,7 @@ import torch
 
 from mamc.config import Config
 from mamc.data.video import build_frame_cache
+from mamc.lock import locked
 from mamc.manifest import read_manifest
 
 
@@ -72,9 +73,16 @@ def prepare_corpus(cfg: Config, regenerate: bool = False) -> Path:
                          f"{cfg.data_dir})")
 
 
+@locked("mamc frames")
 def ensure_frames(cfg: Config, rows: list[dict], progress: bool = False) -> dict[str, int]:
     """Build (or top up) the frame cache for these rows; decoding happens once per video per run."""
     return build_frame_cache(rows, cfg.data_dir, frame_cache_dir(cfg), cfg.clip_frames, cfg.frame_size, progress)
+
+
+def use_threads(n: int) -> None:
+    """Fix torch's CPU thread count (0 leaves torch's default): results then do not depend on machine load."""
+    if n and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def resolve_device(spec: str) -> torch.device:

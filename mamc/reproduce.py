@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,8 +16,10 @@ import papermill as pm
 from tqdm.auto import tqdm
 
 from mamc.config import REPO_ROOT, coerce, config_fields, load_config
+from mamc.lock import run_lock, shared_with_children
 from mamc.manifest import write_json
-from mamc.runfolder import write_environment
+from mamc.runfolder import check_config, write_environment
+from mamc.watchdog import ENGINE, DeadKernel, Hang, Limits
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KERNEL = "mamc"
@@ -56,17 +59,32 @@ def ensure_kernel() -> str:
     return KERNEL
 
 
-def failed_cell(executed: Path) -> tuple[int, str]:
-    """1-based position of the failing cell among the notebook's own cells (papermill's injected parameters
-    cell and error banner are not counted), and its first line."""
+def cell_position(executed: Path, index: int | None = None) -> tuple[int, str]:
+    """1-based position of a cell among the notebook's own cells (papermill's injected parameters cell and error
+    banner are not counted) and its first line: the cell at `index` of the executed notebook, or else the first
+    cell with an error output."""
     import nbformat
 
     added = {"injected-parameters", "papermill-error-cell-tag"}
-    own = [c for c in nbformat.read(executed, as_version=4).cells if not added & set(c.metadata.get("tags", []))]
-    for i, cell in enumerate(own, 1):
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            return i, cell.source.splitlines()[0] if cell.source else ""
+    cells = nbformat.read(executed, as_version=4).cells
+    own = [(i, c) for i, c in enumerate(cells) if not added & set(c.metadata.get("tags", []))]
+    for n, (i, cell) in enumerate(own, 1):
+        hit = i == index if index is not None else any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+        if hit:
+            return n, cell.source.splitlines()[0] if cell.source else ""
     return -1, ""
+
+
+def check_out(out: Path) -> None:
+    """A run folder that can be written, or a one-line reason why not."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot create the run folder ({err.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the folder is not writable")
 
 
 def parse_params(pairs: list[str], declared: dict[str, set[str]]) -> tuple[dict, dict]:
@@ -94,33 +112,43 @@ def parse_params(pairs: list[str], declared: dict[str, set[str]]) -> tuple[dict,
 
 
 def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto", params: list[str] | None = None,
-              only: list[str] | None = None, progress: bool = True, notebook_dir: Path = NOTEBOOK_DIR) -> Path:
-    """Run the notebooks in order into `out`; returns the run folder."""
+              only: list[str] | None = None, progress: bool = True, notebook_dir: Path = NOTEBOOK_DIR,
+              watchdog: Limits = Limits()) -> Path:
+    """Run the notebooks in order into `out`; returns the run folder. Holds the run folder's lock throughout;
+    the watchdog stops a cell that shows no sign of life (see `mamc.watchdog`)."""
     out = Path(out).resolve()
     selected = notebooks(only, notebook_dir)
     declared = {p.name: set(pm.inspect_notebook(str(p))) for p in selected}
     nb_params, overrides = parse_params(params or [], declared)
     cfg = load_config(profile, run_dir=str(out), seed=seed, device=device, **overrides)
-    kernel = ensure_kernel()
-    (out / "notebooks").mkdir(parents=True, exist_ok=True)
-    env_path = out / "environment.json"
-    timings = json.loads(env_path.read_text()).get("wall_time_s", {}) if env_path.exists() else {}
-    base = {"profile": profile, "run_dir": str(out), "seed": seed, "device": device, "overrides": overrides}
-    for nb in tqdm(selected, desc="notebooks", disable=not progress, unit="nb"):
-        target = out / "notebooks" / nb.name
-        inject = {k: v for k, v in {**base, **nb_params}.items() if k in declared[nb.name]}
-        start = time.time()
-        try:
-            pm.execute_notebook(str(nb), str(target), parameters=inject, kernel_name=kernel, cwd=str(REPO_ROOT),
-                                progress_bar=False, log_output=False)
-        except pm.PapermillExecutionError as err:
-            cell, first_line = failed_cell(target)
-            raise ReproduceError(
-                f"{nb.name} failed in cell {cell} `{first_line}` ({err.ename}: {err.evalue}); "
-                f"the partially executed notebook is kept at {target}") from None
-        finally:
-            timings[nb.name] = round(time.time() - start, 1)
-            write_environment(cfg, timings)
-    write_json(out / "reproduce.json", {"profile": profile, "seed": seed, "device": device, "params": nb_params,
-                                        "overrides": overrides, "notebooks": [p.name for p in selected]})
+    check_out(out)
+    with run_lock(out, f"mamc reproduce --profile {profile}") as lock, shared_with_children(lock):
+        check_config(cfg)
+        kernel = ensure_kernel()
+        (out / "notebooks").mkdir(parents=True, exist_ok=True)
+        env_path = out / "environment.json"
+        timings = json.loads(env_path.read_text()).get("wall_time_s", {}) if env_path.exists() else {}
+        base = {"profile": profile, "run_dir": str(out), "seed": seed, "device": device, "overrides": overrides}
+        for nb in tqdm(selected, desc="notebooks", disable=not progress, unit="nb"):
+            target = out / "notebooks" / nb.name
+            inject = {k: v for k, v in {**base, **nb_params}.items() if k in declared[nb.name]}
+            start = time.time()
+            try:
+                pm.execute_notebook(str(nb), str(target), parameters=inject, kernel_name=kernel, cwd=str(REPO_ROOT),
+                                    progress_bar=False, log_output=False, engine_name=ENGINE, watchdog=watchdog)
+            except pm.PapermillExecutionError as err:
+                cell, first_line = cell_position(target)
+                raise ReproduceError(
+                    f"{nb.name} failed in cell {cell} `{first_line}` ({err.ename}: {err.evalue}); "
+                    f"the partially executed notebook is kept at {target}") from None
+            except (Hang, DeadKernel) as err:
+                cell, first_line = cell_position(target, err.cell_index)
+                what = "the watchdog stopped" if isinstance(err, Hang) else "the kernel died in"
+                raise ReproduceError(f"{nb.name}: {what} cell {cell} `{first_line}` ({err}); the partially executed "
+                                     f"notebook is kept at {target}") from None
+            finally:
+                timings[nb.name] = round(time.time() - start, 1)
+                write_environment(cfg, timings)
+        write_json(out / "reproduce.json", {"profile": profile, "seed": seed, "device": device, "params": nb_params,
+                                            "overrides": overrides, "notebooks": [p.name for p in selected]})
     return out

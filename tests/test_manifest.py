@@ -21,6 +21,11 @@ def test_valid_rows_round_trip(tmp_path):
     (dict(GOOD, start=3, end=1), "end (1) must be after start (3)"),
     (dict(GOOD, answer="b", candidates=["a", "c"]), "answer 'b' is not among the candidates"),
     ([1, 2], "expected a JSON object, got list"),
+    (dict(GOOD, split="Train"), "unknown split 'Train'; known splits: train, meta, val, test, qa_train, qa_val, qa"),
+    (dict(GOOD, caption="  "), "empty caption"),
+    (dict(GOOD, video_id="../../escape"), "video_id '../../escape' must be a plain name (no '/', '\\\\' or leading '.'): it names cache files"),
+    (dict(GOOD, video="videos/other.mp4"), "duplicate video_id 'v1': line 1 gives it 'videos/v1.mp4' (None, None), this row 'videos/other.mp4' (None, None)"),
+    (dict(GOOD, split="test"), "video_id 'v1' is in split 'test' here and in 'train' at line 1 (leakage)"),
 ])
 def test_bad_rows_are_rejected_with_file_line_and_reason(tmp_path, row, reason):
     path = tmp_path / "bad.jsonl"
@@ -52,3 +57,26 @@ def test_append_is_line_by_line(tmp_path):
     append_jsonl(path, GOOD)
     append_jsonl(path, dict(GOOD, video_id="v2"))
     assert [r["video_id"] for r in read_manifest(path)] == ["v1", "v2"]
+
+
+def test_several_captions_and_qa_rows_of_one_clip_are_fine(tmp_path):
+    rows = [GOOD, dict(GOOD, caption="another caption"), dict(GOOD, split="qa", caption="", question="what?", answer="a")]
+    assert read_manifest(write_jsonl(tmp_path / "m.jsonl", rows)) == rows
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"video_id": "caf\xe9"}\n')
+    with pytest.raises(ManifestError, match=r"m.jsonl:2: not valid UTF-8 \(byte 0xe9 at column 18\)"):
+        read_manifest(path)
+
+
+def test_written_files_respect_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_jsonl(tmp_path / "m.jsonl", [GOOD])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.jsonl").stat().st_mode & 0o777 == 0o644

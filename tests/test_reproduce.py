@@ -85,7 +85,33 @@ def test_failure_names_notebook_and_cell_and_keeps_partial_output(tmp_path):
     assert kept.cells[-1].outputs[0]["ename"] == "ValueError"
 
 
-def test_cli_commands_have_help():
-    for cmd in ("reproduce", "synth", "ingest", "frames", "caption", "train", "evaluate", "figures"):
-        out = subprocess.run([sys.executable, "-m", "mamc", cmd, "--help"], capture_output=True, text=True)
-        assert out.returncode == 0 and "usage: mamc" in out.stdout, cmd
+@pytest.mark.parametrize("cmd", ["reproduce", "synth", "ingest", "frames", "caption", "train", "evaluate", "figures"])
+def test_cli_commands_have_help(cmd, capsys):
+    from mamc.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([cmd, "--help"])
+    assert done.value.code == 0 and f"usage: mamc {cmd}" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "mamc", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: mamc" in out.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--param", "steps=abc"], "mamc reproduce: error: steps expects an integer, got 'abc'"),
+    (["--param", "n_topics=0"], "mamc reproduce: error: n_topics=0 is out of range: expected 1 ≤ n_topics ≤ 30"),
+    (["--out", "{file}"], "mamc reproduce: error: --out {file} is a file, not a folder"),
+    (["--out", "{file}/run"], "mamc reproduce: error: --out {file}/run: cannot create the run folder (Not a directory)"),
+])
+def test_bad_arguments_give_one_line_errors(tmp_path, capsys, argv, message):
+    from mamc.cli import main
+
+    file = tmp_path / "a_file"
+    file.write_text("x")
+    argv = [a.format(file=file) for a in argv]
+    out = [] if "--out" in argv else ["--out", str(tmp_path / "run")]
+    assert main(["reproduce", "--profile", "smoke", "--quiet", *out, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == message.format(file=file) + "\n"

@@ -24,3 +24,16 @@ def test_environment_records_versions_seeds_and_timings(tmp_path):
     env = environment(load_config("smoke", run_dir=str(tmp_path)), {"01_x.ipynb": 1.5})
     assert env["packages"]["torch"] and env["seeds"] == [0] and env["wall_time_s"] == {"01_x.ipynb": 1.5}
     assert env["device"] in ("cpu", "cuda")
+
+
+def test_a_run_folder_with_results_refuses_other_settings(tmp_path):
+    from mamc.runfolder import ConfigMismatch
+
+    save_config(load_config("smoke", run_dir=str(tmp_path), steps=5))
+    save_config(load_config("smoke", run_dir=str(tmp_path), steps=6))  # nothing made yet: a new plan is fine
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(ConfigMismatch, match=r"other settings \(margin: 0.1 → 0.3, steps: 6 → 50\); start a new run folder"):
+        save_config(load_config("smoke", run_dir=str(tmp_path), steps=50, margin=0.3))
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 6
+    save_config(load_config("smoke", run_dir=str(tmp_path), steps=6, device="cpu", threads=2, seeds="0,1"))
+    assert json.loads((tmp_path / "config.json").read_text())["seeds"] == [0, 1]

@@ -2,8 +2,11 @@
 
 Output rows are appended and flushed one by one (`captions.jsonl`, or one file per shard), so an interrupted
 job loses nothing; a restart skips every video that already has a caption, so no video is captioned twice.
-Undecodable videos and empty generations go to `caption_failures*.jsonl` with the reason and are retried on
-the next run. Every row records its provenance: model, revision, prompt, generation settings, grid and seed.
+Each video's caption is sampled with a seed of its own (`video_seed`), so interruption, `--limit`, sharding and
+batch size never change a caption. Undecodable videos and empty generations are recorded in
+`caption_failures*.jsonl` with the reason and retried on the next run; the file always holds the current state
+(a video that later succeeds leaves it). Every row records its provenance: model, revision, prompt,
+generation settings, grid and seed.
 """
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ from tqdm.auto import tqdm
 
 from mamc.caption.grid import video_grid
 from mamc.caption.vlm import (Captioner, generate_captions, generate_video_captions, load_captioner,
-                              video_backend_available)
+                              video_backend_available, video_seed)
 from mamc.config import Config
 from mamc.data.synthetic import ATTRIBUTES, parse_attributes
 from mamc.data.video import VideoError, keyframes, probe, read_frames, sample_indices
-from mamc.manifest import append_jsonl, iter_jsonl
+from mamc.lock import locked
+from mamc.manifest import append_jsonl, iter_jsonl, update_failures
 from mamc.pipeline import captions_path, load_rows, resolve_device
 
 MAX_CANDIDATE_FRAMES = 64
@@ -68,6 +72,26 @@ def captioner_name(cfg: Config, model: str | None) -> str:
     return str(cfg.run_path / "captioner") if name == "embedded" else name
 
 
+@locked("mamc caption")
+def ensure_captioner(cfg: Config, model: str | None = None, retrain: bool = False, progress: bool = True) -> dict | None:
+    """Make sure the captioner that a caption job loads exists: the embedded one is trained into the run folder
+    when it has none (notebook 02's step, and `mamc caption` on a fresh run folder), or again when asked. That
+    is refused once captions exist, since trained models may have used them. Returns the training record when
+    it trained, else None (a hub id or path needs nothing)."""
+    if (model or cfg.captioner) != "embedded":
+        return None
+    made = sorted(cfg.data_dir.glob("captions*.jsonl"))
+    if retrain and made:
+        raise ValueError(f"{made[0]} holds captions of the current captioner, and models trained on them may exist; "
+                         "retraining it would change the data under them: start a new run folder (--out) instead")
+    if (Path(captioner_name(cfg, "embedded")) / "config.json").exists() and not retrain:
+        return None
+    from mamc.caption.tiny import train_embedded_captioner
+
+    return train_embedded_captioner(cfg, progress)
+
+
+@locked("mamc caption")
 def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_shards: int = 1, limit: int | None = None,
                    captioner: Captioner | None = None, progress: bool = True, rows: list[dict] | None = None) -> dict:
     """Caption the training videos (one caption per distinct video) of this shard; returns counts, throughput
@@ -88,44 +112,55 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
     stats = {"videos": len(videos), "already_done": len(done), "captioned": 0, "failed": 0, "output": str(out),
              "seconds": {"grid": 0.0, "generate": 0.0}}
     if not todo:
+        update_failures(failed, set(), {}, done)
         return stats
     cap = captioner or load_captioner(captioner_name(cfg, model), resolve_device(cfg.device), cfg.dtype)
     provenance = {"model": cap.name, "revision": cap.revision, "input": cfg.caption_input, "prompt": cfg.prompt,
                   "temperature": cfg.gen_temperature,
                   "max_new_tokens": cfg.max_new_tokens, "grid": [cfg.grid_rows, cfg.grid_cols], "cell": cfg.grid_cell,
                   "seed": cfg.seed}
+    attempted, failures = set(), {}
+
+    def fail(row: dict, reason: str) -> None:
+        failures[row["video_id"]] = {"video_id": row["video_id"], "video": row["video"], "reason": reason}
+        stats["failed"] += 1
+
     start = time.time()
     bar = tqdm(total=len(todo), desc="caption", disable=not progress, unit="video")
-    for b in range(0, len(todo), cfg.caption_batch_size):
-        batch, inputs = [], []
-        t = time.time()
-        for row in todo[b : b + cfg.caption_batch_size]:
-            try:
-                video = cfg.data_dir / row["video"]
-                inputs.append(grid_for_video(video, cfg) if cfg.caption_input == "grid" else keyframes_for_video(video, cfg))
-                batch.append(row)
-            except (VideoError, ValueError) as err:
-                append_jsonl(failed, {"video_id": row["video_id"], "video": row["video"], "reason": str(err)})
-                stats["failed"] += 1
-        stats["seconds"]["grid"] += time.time() - t
-        t = time.time()
-        generate = generate_captions if cfg.caption_input == "grid" else generate_video_captions
-        texts = generate(cap, inputs, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens, seed=cfg.seed * 100003 + b) if inputs else []
-        stats["seconds"]["generate"] += time.time() - t
-        for row, text in zip(batch, texts):
-            if not text:
-                append_jsonl(failed, {"video_id": row["video_id"], "video": row["video"], "reason": "empty generation"})
-                stats["failed"] += 1
-                continue
-            out_row = {"video_id": row["video_id"], "video": row["video"], "caption": text, "split": "train",
-                       "source": "vlm", "topic": row.get("topic"), "provenance": provenance}
-            if "attributes" in row:
-                parsed = parse_attributes(text)
-                out_row["aligned"] = all(parsed[a] == row["attributes"][a] for a in ATTRIBUTES)
-            append_jsonl(out, out_row)
-            stats["captioned"] += 1
-        bar.update(len(todo[b : b + cfg.caption_batch_size]))
-    bar.close()
+    try:
+        for b in range(0, len(todo), cfg.caption_batch_size):
+            batch, inputs = [], []
+            t = time.time()
+            for row in todo[b : b + cfg.caption_batch_size]:
+                attempted.add(row["video_id"])
+                try:
+                    video = cfg.data_dir / row["video"]
+                    inputs.append(grid_for_video(video, cfg) if cfg.caption_input == "grid" else keyframes_for_video(video, cfg))
+                    batch.append(row)
+                except (VideoError, ValueError) as err:
+                    fail(row, str(err))
+            stats["seconds"]["grid"] += time.time() - t
+            t = time.time()
+            generate = generate_captions if cfg.caption_input == "grid" else generate_video_captions
+            seeds = [video_seed(cfg.seed, r["video_id"]) for r in batch]
+            texts = generate(cap, inputs, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens, seed=seeds) if inputs else []
+            stats["seconds"]["generate"] += time.time() - t
+            for row, text, sample_seed in zip(batch, texts, seeds):
+                if not text:
+                    fail(row, "empty generation")
+                    continue
+                out_row = {"video_id": row["video_id"], "video": row["video"], "caption": text, "split": "train",
+                           "source": "vlm", "topic": row.get("topic"), "sample_seed": sample_seed,
+                           "provenance": provenance}
+                if "attributes" in row:
+                    parsed = parse_attributes(text)
+                    out_row["aligned"] = all(parsed[a] == row["attributes"][a] for a in ATTRIBUTES)
+                append_jsonl(out, out_row)
+                stats["captioned"] += 1
+            bar.update(len(todo[b : b + cfg.caption_batch_size]))
+    finally:
+        bar.close()
+        update_failures(failed, attempted, failures, finished_ids(out))
     elapsed = time.time() - start
     stats["videos_per_s"] = stats["captioned"] / elapsed if elapsed else float("nan")
     return stats

@@ -4,6 +4,7 @@ captioning job loads it through the same Auto classes as a real checkpoint, with
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -112,10 +113,21 @@ def train_captioner(processor, model, images: list | Callable[[int, np.random.Ge
         sched.step()
         losses.append(float(loss.detach()))
     model.eval()
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    save_atomically(Path(out_dir), lambda tmp: (model.save_pretrained(tmp), processor.save_pretrained(tmp)))
     return losses
+
+
+def save_atomically(out_dir: Path, save: Callable[[Path], object]) -> None:
+    """`save` into a temporary folder beside `out_dir`, then rename it into place: a kill leaves the old
+    checkpoint folder or the new one, never a half-written folder that later runs would try to load."""
+    tmp, old = out_dir.with_name(f".{out_dir.name}.tmp"), out_dir.with_name(f".{out_dir.name}.old")
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    save(tmp)
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def train_embedded_captioner(cfg, progress: bool = True) -> dict:

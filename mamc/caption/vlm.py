@@ -6,12 +6,15 @@ exactly this code.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+from transformers import LogitsProcessor, LogitsProcessorList
 
 
 @dataclass
@@ -83,27 +86,53 @@ def _to_model_dtype(cap: Captioner, inputs):
     return inputs
 
 
+def video_seed(seed: int, video_id: str) -> int:
+    """The sampling seed of one video's caption: a function of the run's seed and the video alone, so that a
+    caption never depends on batch size, sharding, `--limit` or where an interrupted job resumed."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{video_id}".encode()).digest()[:8], "little") >> 1
+
+
+class RowSeededSampling(LogitsProcessor):
+    """Sampling from softmax(logits / T) with one random stream per row of the batch.
+
+    argmax(logits / T + g) with g i.i.d. standard Gumbel is an exact sample of softmax(logits / T) (the
+    Gumbel-max trick). Each row draws its noise from a generator seeded for that row, so with greedy decoding
+    on these scores every row is sampled independently of the others in its batch."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators])
+        gumbel = -torch.log(-torch.log(u.clamp(1e-300, 1 - 1e-16)))
+        return (scores.double() / self.temperature + gumbel.to(scores.device)).to(scores.dtype)
+
+
 @torch.no_grad()
-def _generate(cap: Captioner, inputs, temperature: float, max_new_tokens: int, seed: int) -> list[str]:
-    torch.manual_seed(seed)
-    sample = temperature > 0
-    out = cap.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample,
-                             temperature=temperature if sample else None, top_p=None, top_k=None,
-                             pad_token_id=cap.processor.tokenizer.pad_token_id)
+def _generate(cap: Captioner, inputs, temperature: float, max_new_tokens: int, seed: int | Sequence[int]) -> list[str]:
+    n = inputs["input_ids"].shape[0]
+    seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
+    if len(seeds) != n:
+        raise ValueError(f"{len(seeds)} seeds for a batch of {n}")
+    sampling = LogitsProcessorList([RowSeededSampling(seeds, temperature)]) if temperature > 0 else None
+    out = cap.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
+                             top_k=None, logits_processor=sampling, pad_token_id=cap.processor.tokenizer.pad_token_id)
     new = out[:, inputs["input_ids"].shape[1]:]
     return [clean_caption(t) for t in cap.processor.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
 def generate_captions(cap: Captioner, images: list[Image.Image], prompt: str, temperature: float = 0.2,
-                      max_new_tokens: int = 64, seed: int = 0, inputs=None) -> list[str]:
-    """One caption per image; sampling with `temperature` (greedy when 0), reproducible from `seed`.
-    `inputs` may come from `prepare_inputs` (to time preprocessing apart)."""
+                      max_new_tokens: int = 64, seed: int | Sequence[int] = 0, inputs=None) -> list[str]:
+    """One caption per image; sampling with `temperature` (greedy when 0). `seed` is one seed per image (see
+    `video_seed`), or an int for ad-hoc use (image i gets seed + i). `inputs` may come from `prepare_inputs`
+    (to time preprocessing apart)."""
     inputs = inputs if inputs is not None else prepare_inputs(cap, images, prompt)
     return _generate(cap, inputs, temperature, max_new_tokens, seed)
 
 
 def generate_video_captions(cap: Captioner, clips: list[np.ndarray], prompt: str, temperature: float = 0.2,
-                            max_new_tokens: int = 64, seed: int = 0) -> list[str]:
+                            max_new_tokens: int = 64, seed: int | Sequence[int] = 0) -> list[str]:
     """Captions from frames [T, H, W, 3] given to a video-native checkpoint (LLaVA-NeXT-Video, Qwen2-VL) as a
     video. Their video processors need torchvision; without it this raises with the reason, before any work."""
     ok, message = video_backend_available()

@@ -123,10 +123,16 @@ def howto100m(files: list[str], videos: str, split: str | None, extra: list[str]
     return rows
 
 
+def _qa_split(path: str) -> str:
+    """The kit's QA split for a file named after its dataset split (train/val/test → qa_train/qa_val/qa)."""
+    stem = Path(path).stem
+    return next((qa for s, qa in (("train", "qa_train"), ("val", "qa_val"), ("test", "qa")) if s in stem), "qa")
+
+
 def _qa_json(files: list[str], videos: str, split: str | None, name_of: Callable[[object], str]) -> list[dict]:
     rows = []
     for f in files:
-        default = next((s for s in ("train", "val", "test") if s in Path(f).stem), "test")
+        default = _qa_split(f)
         for i, q in enumerate(_load_json(f)):
             _need(q, ("question", "answer", "video_id"), f"{f}: item {i}")
             name = name_of(q["video_id"])
@@ -157,7 +163,7 @@ def nextqa(files: list[str], videos: str, split: str | None, extra: list[str]) -
     """NExT-QA csv (video, question, answer index, qid, type, a0…a4)."""
     rows = []
     for f in files:
-        default = next((s for s in ("train", "val", "test") if s in Path(f).stem), "test")
+        default = _qa_split(f)
         for n, r in enumerate(_load_csv(f, ("video", "question", "answer", "a0", "a1", "a2", "a3", "a4")), 2):
             cands = [r[f"a{i}"].strip() for i in range(5)]
             try:

@@ -90,5 +90,8 @@ class StepBatches(torch.utils.data.Dataset):
 
 def step_loader(batches: StepBatches, start: int, stop: int, num_workers: int) -> torch.utils.data.DataLoader:
     """Batches for steps [start, stop), prefetched by `num_workers` processes (0: in this process)."""
+    # A generator of its own: a loader draws its workers' base seed from it, which would otherwise advance the
+    # global torch RNG once per (re)start and make a resumed run's RNG state differ from an uninterrupted one.
     return torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
-                                       persistent_workers=False, pin_memory=torch.cuda.is_available())
+                                       persistent_workers=False, pin_memory=torch.cuda.is_available(),
+                                       generator=torch.Generator())

@@ -21,7 +21,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mamc.config import Config
-from mamc.manifest import write_json, write_jsonl
+from mamc.lock import locked
+from mamc.manifest import write_json, write_jsonl, write_text
 
 SHAPES = {
     "circle": ["circle", "ball", "round disc", "dot"],
@@ -131,17 +132,25 @@ def render(attrs: dict, n_frames: int, size: int, rng: np.random.Generator) -> n
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264") -> None:
-    """Encode frames as H.264 MP4 (yuv420p, so any player reads it); written to a temp name, then renamed."""
+    """Encode frames as H.264 MP4 (yuv420p, so any player reads it); written to a temp name, then renamed.
+
+    The bytes are a function of the frames alone: one encoder thread, bit-exact flags, and no macroblock-tree
+    rate control — on frames this small x264's mbtree lookahead reads uninitialised memory, so the same frames
+    encoded twice differed (in 1 of 10 encodings, up to 16 levels after decoding) with the heap's layout."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    with av.open(str(tmp), mode="w") as container:
+    with av.open(str(tmp), mode="w", options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
+        stream.thread_count = 1
+        stream.codec_context.flags |= av.codec.context.Flags.bitexact
         if codec == "libx264":
-            stream.options = {"crf": "12", "preset": "veryfast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            stream.options = {"crf": "12", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
+        for t, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts = t
+            for packet in stream.encode(picture):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -182,6 +191,7 @@ def qa_rows(clips: list[dict], n: int, rng: np.random.Generator, split: str) -> 
     return rows
 
 
+@locked("mamc synth")
 def generate_corpus(cfg: Config, out_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Write videos, `manifest.jsonl` and `DATA_CARD.md` under `out_dir` (default: the run's data folder).
 
@@ -217,7 +227,7 @@ def generate_corpus(cfg: Config, out_dir: str | Path | None = None, progress: bo
     rows += qa_rows([r for r in rows if r["split"] == "test"], cfg.n_qa, rng, "qa")
     manifest = write_jsonl(out / "manifest.jsonl", rows)
     write_json(out / "corpus.json", corpus_stats(rows, cfg))
-    (out / "DATA_CARD.md").write_text(data_card(rows, cfg), encoding="utf-8")
+    write_text(out / "DATA_CARD.md", data_card(rows, cfg))
     return manifest
 
 

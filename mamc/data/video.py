@@ -6,8 +6,6 @@ reader is opened per video and dropped at once, and the frame cache means traini
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
@@ -17,7 +15,7 @@ import numpy as np
 from scipy.signal import find_peaks
 from tqdm.auto import tqdm
 
-from mamc.manifest import append_jsonl
+from mamc.manifest import atomic_write, update_failures
 
 try:
     import decord
@@ -162,14 +160,10 @@ def keyframes(frames: np.ndarray, k: int, min_distance: int = 1) -> np.ndarray:
 # ---- frame cache -------------------------------------------------------------------------------------------
 
 def cache_file(cache_dir: str | Path, video_id: str) -> Path:
+    """The cache entry of a video; a `video_id` that is not a plain name could point outside the cache."""
+    if not video_id or Path(video_id).name != video_id or video_id.startswith("."):
+        raise ValueError(f"video_id {video_id!r} is not a plain name: it cannot name a cache file")
     return Path(cache_dir) / f"{video_id}.npy"
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    with os.fdopen(fd, "wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, path)
 
 
 def build_frame_cache(
@@ -182,8 +176,9 @@ def build_frame_cache(
 ) -> dict[str, int]:
     """Decode each distinct video once into `cache_dir/<video_id>.npy` (uint8 [n_frames, size, size, 3]).
 
-    Resumable (existing entries are kept). A video that cannot be read is appended to
-    `cache_dir/failures.jsonl` with its id, path and reason, and skipped. Returns counts.
+    Resumable (existing entries are kept). A video that cannot be read, or whose clip holds a single frame (a
+    still image: sampling would only repeat it), is recorded in `cache_dir/failures.jsonl` with its id, path
+    and reason, and skipped; that file always holds the current state. Returns counts.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -191,22 +186,30 @@ def build_frame_cache(
     for row in rows:
         seen.setdefault(row["video_id"], row)
     counts = {"cached": 0, "decoded": 0, "failed": 0}
-    for vid, row in tqdm(seen.items(), desc="frames", disable=not progress):
-        target = cache_file(cache_dir, vid)
-        if target.exists():
-            counts["cached"] += 1
-            continue
-        path = Path(data_root) / row["video"]
-        try:
-            info = probe(path)
-            lo, hi = window(info, row.get("start"), row.get("end"))
-            frames = read_frames(path, sample_indices(info.n_frames, n_frames, start=lo, end=hi), size=size)
-        except (VideoError, ValueError) as err:
-            append_jsonl(cache_dir / "failures.jsonl", {"video_id": vid, "video": str(path), "reason": str(err)})
-            counts["failed"] += 1
-            continue
-        _save_npy(target, frames)
-        counts["decoded"] += 1
+    attempted, failures = set(), {}
+    try:
+        for vid, row in tqdm(seen.items(), desc="frames", disable=not progress):
+            target = cache_file(cache_dir, vid)
+            if target.exists():
+                counts["cached"] += 1
+                continue
+            path = Path(data_root) / row["video"]
+            attempted.add(vid)
+            try:
+                info = probe(path)
+                lo, hi = window(info, row.get("start"), row.get("end"))
+                if hi - lo < 2:
+                    raise VideoError(f"{path}: the clip has {hi - lo} frame(s) in [{lo}, {hi}): a still image, not a video")
+                frames = read_frames(path, sample_indices(info.n_frames, n_frames, start=lo, end=hi), size=size)
+            except (VideoError, ValueError) as err:
+                failures[vid] = {"video_id": vid, "video": str(path), "reason": str(err)}
+                counts["failed"] += 1
+                continue
+            atomic_write(target, lambda fh: np.save(fh, frames))
+            counts["decoded"] += 1
+    finally:
+        update_failures(cache_dir / "failures.jsonl", attempted, failures,
+                        {v for v in seen if v not in failures and cache_file(cache_dir, v).exists()})
     return counts
 
 

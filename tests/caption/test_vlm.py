@@ -126,3 +126,57 @@ def test_video_native_input_fails_early_and_clearly_without_torchvision(smoke_cf
     cfg = private_run(smoke_cfg, tmp_path, caption_input="frames")
     with pytest.raises(RuntimeError, match="torchvision"):
         caption_videos(cfg, model="unused", progress=False)
+
+
+def test_captions_depend_on_the_video_only_not_on_batching_limits_or_shards(smoke_cfg, tiny_checkpoint, tmp_path):
+    rows = read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "train")[:10]
+    cap = load_captioner(str(tiny_checkpoint))
+    settings = dict(grid_cell=8, max_new_tokens=4, gen_temperature=1.0)
+
+    def run(name, batch, calls):
+        (tmp_path / name).mkdir()
+        cfg = private_run(smoke_cfg, tmp_path / name, caption_batch_size=batch, **settings)
+        for kwargs in calls:
+            caption_videos(cfg, captioner=cap, rows=rows, progress=False, **kwargs)
+        from mamc.pipeline import load_rows
+
+        return {r["video_id"]: r["caption"] for r in load_rows(cfg, "train", with_vlm=True) if r.get("source") == "vlm"}
+
+    whole = run("whole", 8, [{}])
+    assert len(whole) == 10 and len(set(whole.values())) > 1
+    assert run("limited_then_resumed", 3, [{"limit": 4}, {}]) == whole
+    assert run("sharded", 5, [{"shard": 0, "num_shards": 2}, {"shard": 1, "num_shards": 2}]) == whole
+
+
+def test_row_seeded_sampling_draws_from_the_tempered_softmax():
+    import torch
+
+    from mamc.caption.vlm import RowSeededSampling
+
+    logits, temperature, n = torch.tensor([0.0, 1.0, 2.0, -30.0]), 0.5, 6000
+    picks = RowSeededSampling(range(n), temperature)(None, logits.repeat(n, 1)).argmax(-1)
+    freq = torch.bincount(picks, minlength=4).double() / n
+    expected = torch.softmax(logits.double() / temperature, -1)
+    assert torch.all((freq - expected).abs() <= 4 * (expected * (1 - expected) / n).sqrt() + 1e-12)
+    again = RowSeededSampling([5, 6], temperature)(None, logits.repeat(2, 1))
+    assert torch.equal(again, RowSeededSampling([5, 6], temperature)(None, logits.repeat(2, 1)))
+
+
+def test_failures_file_holds_the_current_state(smoke_cfg, tiny_checkpoint, monkeypatch, tmp_path):
+    cfg = private_run(smoke_cfg, tmp_path, grid_cell=8)
+    rows = read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "train")[:3]
+    cap = load_captioner(str(tiny_checkpoint))
+    monkeypatch.setattr(jobs, "generate_captions", lambda c, grids, *a, **k: [""] * len(grids))
+    caption_videos(cfg, captioner=cap, rows=rows, progress=False)
+    caption_videos(cfg, captioner=cap, rows=rows, progress=False)
+    failures = output_path(cfg, 0, 1).with_name("caption_failures.jsonl")
+    assert sorted(r["video_id"] for r in read_manifest_rows(failures)) == sorted(r["video_id"] for r in rows)
+    monkeypatch.setattr(jobs, "generate_captions", lambda c, grids, *a, **k: ["a caption"] * len(grids))
+    caption_videos(cfg, captioner=cap, rows=rows[:2], progress=False)
+    assert [r["video_id"] for r in read_manifest_rows(failures)] == [rows[2]["video_id"]]
+
+
+def read_manifest_rows(path):
+    from mamc.manifest import iter_jsonl
+
+    return [r for _, r in iter_jsonl(path)]

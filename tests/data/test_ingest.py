@@ -56,11 +56,11 @@ def test_howto100m_timed_clips(tmp_path):
 def test_msrvtt_and_msvd_qa(tmp_path):
     f = write(tmp_path / "test_qa.json", [{"answer": "dog", "id": 0, "question": "what is running?", "video_id": 7010}])
     (row,) = ingest("msrvtt-qa", [f])
-    assert row["video"] == "videos/video7010.mp4" and row["answer"] == "dog" and row["split"] == "test"
+    assert row["video"] == "videos/video7010.mp4" and row["answer"] == "dog" and row["split"] == "qa"
     mapping = write(tmp_path / "youtube_mapping.txt", "-4wsuPCjDBc_5_15 vid1\n")
     f2 = write(tmp_path / "val_qa.json", [{"answer": "cat", "id": 3, "question": "who plays?", "video_id": 1}])
     (row2,) = ingest("msvd-qa", [f2], extra=[mapping])
-    assert row2["video"] == "videos/-4wsuPCjDBc_5_15.avi" and row2["split"] == "val"
+    assert row2["video"] == "videos/-4wsuPCjDBc_5_15.avi" and row2["split"] == "qa_val"
 
 
 def test_nextqa_multiple_choice(tmp_path):

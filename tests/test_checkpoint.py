@@ -1,0 +1,88 @@
+"""Checkpoints are committed atomically: a training process killed at any instant of a save resumes to the
+weights, optimiser, RNG state and logs of an uninterrupted run, bit for bit."""
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from mamc.checkpoint import CheckpointError, checkpoint_tensors, read_record
+from mamc.pipeline import checkpoint_dir, log_dir
+from mamc.train import train
+
+# Runs in a child process: training that SIGKILLs itself at one instant of the save at step 4.
+CHILD = r"""
+import os, signal, sys
+from dataclasses import replace
+import mamc.checkpoint as ck, mamc.train as tr
+from mamc.config import load_config
+
+run_dir, point = sys.argv[1], sys.argv[2]
+cfg = replace(load_config("smoke", run_dir=run_dir), steps=6, ckpt_every=2, eval_every=2)
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+write, commit, append = ck._write_tensors, ck._commit, tr.append_jsonl
+
+def write_tensors(path, tensors):
+    if path.name == "state_000004.safetensors" and point == "writing-tensors":
+        path.with_name(f".{path.name}.tmp").write_bytes(b"half a safetensors file")
+        die()
+    write(path, tensors)
+    if path.name == "state_000004.safetensors" and point == "before-commit":
+        die()
+
+def commit_record(directory, record):
+    commit(directory, record)
+    if record["step"] == 4 and point == "after-commit":
+        die()
+
+def append_row(path, row):
+    if row["step"] == 3 and point == "writing-logs":
+        with open(path, "a") as fh:
+            fh.write('{"step": 3, "lo')
+        die()
+    append(path, row)
+
+ck._write_tensors, ck._commit, tr.append_jsonl = write_tensors, commit_record, append_row
+tr.train(cfg, "meta", name="killed", progress=False)
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(smoke_cfg):
+    cfg = replace(smoke_cfg, steps=6, ckpt_every=2, eval_every=2)
+    train(cfg, "meta", name="whole", progress=False)
+    return cfg
+
+
+@pytest.mark.parametrize("point", ["writing-logs", "writing-tensors", "before-commit", "after-commit"])
+def test_kill_during_save_resumes_bit_identical(uninterrupted, point):
+    cfg = uninterrupted
+    killed = subprocess.run([sys.executable, "-c", CHILD, str(cfg.run_path), point], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    expected_step = 4 if point == "after-commit" else 2
+    assert read_record(checkpoint_dir(cfg, "killed"))["step"] == expected_step
+    summary = train(cfg, "meta", name="killed", progress=False)
+    assert summary["completed"]
+    a, b = (checkpoint_tensors(checkpoint_dir(cfg, n)) for n in ("whole", "killed"))
+    assert a.keys() == b.keys() and "rng.torch" in a
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    for log in ("samples.csv", "scalars.jsonl", "scalars.csv"):
+        assert (log_dir(cfg, "whole") / log).read_bytes() == (log_dir(cfg, "killed") / log).read_bytes(), log
+    assert sorted(p.name for p in checkpoint_dir(cfg, "killed").glob("state_*")) == ["state_000006.safetensors"]
+    shutil.rmtree(checkpoint_dir(cfg, "killed"))
+    shutil.rmtree(log_dir(cfg, "killed"))
+
+
+def test_a_damaged_checkpoint_is_refused_by_name(uninterrupted):
+    directory = checkpoint_dir(uninterrupted, "whole")
+    record = read_record(directory)
+    damaged = directory.parent / "damaged"
+    damaged.mkdir()
+    (damaged / "last.json").write_text((directory / "last.json").read_text())
+    data = (directory / record["tensors"]).read_bytes()
+    (damaged / record["tensors"]).write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    with pytest.raises(CheckpointError, match="does not match the SHA-256"):
+        checkpoint_tensors(damaged)
