@@ -21,7 +21,7 @@ def run_variant(name: str, steps: int, batch: int, interval: int, queue) -> None
     from mamc.losses import contrastive_loss
     from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
     from mamc.models import build_model
-    from mamc.pipeline import resolve_device
+    from mamc.run import resolve_device
 
     torch.manual_seed(0)
     cfg = load_config("default")

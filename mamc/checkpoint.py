@@ -103,28 +103,9 @@ def load_weights(path: str | Path, model: nn.Module) -> None:
         raise ValueError(f"{path}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
-def log_lengths(paths: list[Path]) -> dict[str, int]:
-    """Byte length of each log file now (0 when it does not exist yet), to be recorded with a checkpoint."""
-    return {p.name: p.stat().st_size if p.exists() else 0 for p in paths}
-
-
-def cut_logs(directory: Path, lengths: dict[str, int]) -> None:
-    """Cut each log back to the length recorded with the checkpoint being resumed (dropping rows, or half a
-    row, written after it); logs a fresh run finds from a killed predecessor are removed."""
-    for name, length in lengths.items():
-        path = directory / name
-        if not path.exists():
-            if length:
-                raise CheckpointError(f"{path} is missing but the checkpoint recorded {length} bytes of it")
-            continue
-        if path.stat().st_size < length:
-            raise CheckpointError(f"{path} is shorter ({path.stat().st_size} bytes) than the checkpoint recorded ({length})")
-        os.truncate(path, length)
-
-
 def save_checkpoint(directory: str | Path, step: int, model: nn.Module, opt, sched, weight_net: nn.Module,
                     weight_opt, extra: dict | None = None, logs: dict[str, int] | None = None) -> None:
-    """Commit a checkpoint (see the module docstring); `logs` are the byte lengths from `log_lengths`."""
+    """Commit a checkpoint (see the module docstring); `logs` are the byte lengths from `mamc.logs.log_lengths`."""
     directory = Path(directory)
     tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
     tensors.update({f"weight_net.{k}": v.detach().cpu().contiguous() for k, v in weight_net.state_dict().items()})

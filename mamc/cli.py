@@ -7,19 +7,19 @@ import os
 import sys
 from pathlib import Path
 
-from mamc.config import PROFILES, Config, load_config
+from mamc.config import PROFILES, Config, load_config, parse_overrides
 
 
 def _run_config(args) -> Config:
     """The run folder's saved configuration when it has one, else the profile's; `--param` overrides both."""
-    from mamc.reproduce import parse_params
-    from mamc.runfolder import load_run_config, save_config
+    from mamc.run import load_run_config, save_config, use_threads
 
-    _, overrides = parse_params(args.param or [], {})
+    overrides = parse_overrides(args.param or [])
     run = Path(args.run)
     cfg = load_run_config(run, **overrides) if (run / "config.json").exists() else load_config(
         args.profile, run_dir=str(run.resolve()), **overrides)
     save_config(cfg)
+    use_threads(cfg.threads)
     return cfg
 
 
@@ -58,13 +58,15 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_frames(args) -> int:
-    from mamc.pipeline import ensure_frames, frame_cache_dir, load_rows
+    from mamc.data.prepare import ensure_frames, load_rows
+    from mamc.run import Run
 
     cfg = _run_config(args)
     counts = ensure_frames(cfg, load_rows(cfg), progress=True)
-    print(json.dumps(counts), f"cache: {frame_cache_dir(cfg)}")
+    cache = Run(cfg).frame_cache
+    print(json.dumps(counts), f"cache: {cache}")
     if counts["failed"]:
-        print(f"{counts['failed']} video(s) failed: see {frame_cache_dir(cfg) / 'failures.jsonl'}", file=sys.stderr)
+        print(f"{counts['failed']} video(s) failed: see {cache / 'failures.jsonl'}", file=sys.stderr)
     return 0
 
 
@@ -79,13 +81,12 @@ def cmd_caption(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from mamc.experiments import run_ablation, run_margin_sweep
+    from mamc.experiments import run_experiments
     from mamc.train import train
 
     cfg = _run_config(args)
     if args.method == "ablation":
-        run_ablation(cfg)
-        run_margin_sweep(cfg)
+        run_experiments(cfg)
     else:
         from mamc.distributed import rank
 
@@ -97,28 +98,28 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from mamc.experiments import evaluate_all
-    from mamc.tables import build_tables
+    from mamc.report.tables import build_tables
 
     cfg = _run_config(args)
     evaluate_all(cfg, qa=not args.no_qa)
-    metrics = build_tables(cfg)
+    metrics = build_tables(cfg, compare=args.compare)
     print(f"tables: {cfg.run_path / 'tables'}; metrics: {cfg.run_path / 'metrics.json'} ({len(metrics['runs'])} runs)")
     return 0
 
 
 def cmd_figures(args) -> int:
-    from mamc.figures import build_figures
-    from mamc.runfolder import load_run_config
+    from mamc.report.figures import build_figures
+    from mamc.run import load_run_config
 
-    made = build_figures(load_run_config(args.run))
+    made = build_figures(load_run_config(args.run), args.only.split(",") if args.only else None)
     for name, paths in made.items():
         print(name, *[str(p) for p in paths])
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mamc.config import METHODS
     from mamc.data.ingest import FORMATS
-    from mamc.train import METHODS
 
     parser = argparse.ArgumentParser(prog="mamc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,10 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test-set retrieval and QA for every trained run; tables and metrics.json")
     _common(p)
     p.add_argument("--no-qa", action="store_true")
+    p.add_argument("--compare", nargs="*", default=[], metavar="RUN",
+                   help="paper-profile run folders whose results fill the paper table's kit column")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("figures", help="rebuild every figure from a run folder's saved artifacts")
     p.add_argument("--run", required=True)
+    p.add_argument("--only", help="comma-separated figure names (default: all)")
     p.set_defaults(func=cmd_figures)
     return parser
 

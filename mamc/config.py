@@ -186,6 +186,18 @@ def check_values(cfg: Config) -> None:
         raise ValueError(f"unknown methods {sorted(unknown)}; known: {METHODS}")
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """`key=value` strings → configuration overrides, each checked (type and key) with a message naming it."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--param expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        coerce(key, raw)
+        out[key] = raw
+    return out
+
+
 def load_config(profile: str = "default", **overrides: Any) -> Config:
     """The profile's configuration with `overrides` applied (strings are coerced to the field types), checked."""
     if profile not in PROFILES:

@@ -1,62 +1,49 @@
-"""The experiments of notebooks 03 and 05: the ablation over methods and seeds, the margin sweep, and the
-test-set evaluation of every trained run. Every result is a JSON file in the run's logs folder, so that tables
-and figures can be rebuilt from saved artifacts alone."""
+"""The experiments of notebooks 03 and 05 and of `mamc train --method ablation` / `mamc evaluate`: the
+ablation over methods and seeds, the margin sweep, and the test-set evaluation of every trained run. Every
+result is a JSON file in the run's logs folder, so that tables and figures can be rebuilt from saved artifacts
+alone."""
 from __future__ import annotations
-
-import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import torch
 
 from mamc.config import Config
+from mamc.data.loaders import StepBatches
+from mamc.data.prepare import ensure_frames, load_rows
+from mamc.embed import embed_rows, frozen_text_features, text_input
 from mamc.evaluate import gt_ranks, video_text_retrieval
+from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
-from mamc.pipeline import ensure_frames, frame_cache_dir, load_rows, log_dir, require, resolve_device
+from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
+from mamc.models import normalize_frames
 from mamc.qa import train_and_evaluate_qa
-from mamc.train import embed_rows, frozen_text_features, load_trained, run_name, train
+from mamc.run import Run, resolve_device, use_threads
+from mamc.runs import ablation_runs, is_evaluated, load_trained, run_name, sweep_runs, topic_groups
+from mamc.train import prepare, train
 
 
-def sweep_name(cfg: Config, margin: float) -> str:
-    """Run of the margin sweep at `margin` (first seed). m = 0 is InfoNCE exactly and m = cfg.margin is the
-    ablation's margin run, so those two reuse the ablation's runs instead of training twice."""
-    seed = cfg.seeds[0]
-    if margin == 0 and "infonce" in cfg.methods:
-        return run_name("infonce", seed)
-    if margin == cfg.margin and "margin" in cfg.methods:
-        return run_name("margin", seed)
-    return run_name("margin", seed, margin)
-
-
-def run_ablation(cfg: Config, progress: bool = True) -> list[dict]:
-    """Train every method of `cfg.methods` for every seed of `cfg.seeds` (finished runs are skipped)."""
-    return [train(cfg, m, seed, progress=progress) for seed in cfg.seeds for m in cfg.methods]
-
-
-def run_margin_sweep(cfg: Config, progress: bool = True) -> list[dict]:
-    """Subtractive-margin training at each margin of `cfg.margin_sweep` (first seed)."""
-    seed = cfg.seeds[0]
-    return [train(replace(cfg, margin=m), "margin", seed, name=sweep_name(cfg, m), progress=progress)
-            for m in cfg.margin_sweep if sweep_name(cfg, m) == run_name("margin", seed, m)]
-
-
-def topic_groups(cfg: Config) -> dict[str, str]:
-    """"head" for the most frequent training topics holding half the topics, "tail" for the rest."""
-    stats = json.loads(require(cfg.data_dir / "corpus.json", "notebook 01 or `mamc synth`").read_text())
-    ranked = list(stats["splits"]["train"]["topics"])
-    ranked += [t for t in stats["splits"]["test"]["topics"] if t not in ranked]
-    half = len(ranked) // 2
-    return {t: ("head" if i < half else "tail") for i, t in enumerate(ranked)}
+def run_experiments(cfg: Config, methods: list[str] | None = None, sweep: bool = True, progress: bool = True) -> list[dict]:
+    """Train the ablation — every seed of each method of `cfg.methods` that is in `methods` (None: all) — and,
+    with `sweep`, the margin sweep; finished runs are skipped. Returns the training summaries."""
+    summaries = [train(cfg, m, s, progress=progress) for _, m, s in ablation_runs(cfg) if methods is None or m in methods]
+    if sweep:
+        trained = {name for name, _, _ in ablation_runs(cfg)}
+        summaries += [train(run_cfg, "margin", cfg.seeds[0], name=name, progress=progress)
+                      for name, run_cfg in sweep_runs(cfg) if name not in trained]
+    return summaries
 
 
 def evaluate_test(cfg: Config, name: str) -> dict:
     """Test retrieval of the run's best-on-val checkpoint: both directions, DSL variant, per topic, head/tail."""
+    run = Run(cfg)
     rows = load_rows(cfg, "test")
     ensure_frames(cfg, rows)
+    use_threads(cfg.threads)
     model = load_trained(cfg, name)
     device = resolve_device(cfg.device)
-    feats = frozen_text_features(model, [r["caption"] for r in rows], cfg, device)
-    v, t = embed_rows(model, rows, frame_cache_dir(cfg), cfg, feats, device)
+    feats = frozen_text_features(model, [r["caption"] for r in rows], run.text_cache, device)
+    v, t = embed_rows(model, rows, run.frame_cache, cfg, feats, device)
     sim = t @ v.T
     out = video_text_retrieval(sim)
     out["dsl"] = video_text_retrieval(sim, dsl=True)
@@ -67,17 +54,11 @@ def evaluate_test(cfg: Config, name: str) -> dict:
     for g in ("head", "tail"):
         mask = np.array([groups.get(k) == g for k in topics])
         out[f"{g}_t2v_R@1"] = float(np.mean(ranks[mask] <= 1) * 100) if mask.any() else float("nan")
-    summary = json.loads((log_dir(cfg, name) / "summary.json").read_text())
+    summary = run.read("summary", name)
     out.update(name=name, method=summary["method"], seed=summary["seed"], margin=summary["margin"],
                n_test=len(rows), best_step=summary["best"]["step"])
-    write_json(log_dir(cfg, name) / "test.json", out)
+    write_json(run.path("test", name), out)
     return out
-
-
-def _evaluated(cfg: Config, name: str) -> bool:
-    """Whether test.json exists for the run's current best checkpoint (so evaluation can be skipped)."""
-    test, summary = log_dir(cfg, name) / "test.json", log_dir(cfg, name) / "summary.json"
-    return test.exists() and json.loads(test.read_text()).get("best_step") == json.loads(summary.read_text())["best"]["step"]
 
 
 def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done: bool = True) -> list[dict]:
@@ -85,32 +66,55 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
 
     Test metrics are computed once per selected checkpoint; with `skip_done` they are read back after that.
     """
-    results = []
-    names = [(cfg, run_name(m, s), m, s) for s in cfg.seeds for m in cfg.methods]
-    names += [(replace(cfg, margin=m), sweep_name(cfg, m), None, None) for m in cfg.margin_sweep]
-    first = {}
-    for entry in names:
+    entries = [(cfg, name, method, seed) for name, method, seed in ablation_runs(cfg)]
+    entries += [(run_cfg, name, None, None) for name, run_cfg in sweep_runs(cfg)]
+    first: dict[str, tuple] = {}
+    for entry in entries:
         first.setdefault(entry[1], entry)
+    results = []
     for run_cfg, name, method, seed in first.values():
-        if skip_done and _evaluated(run_cfg, name):
-            results.append(json.loads((log_dir(run_cfg, name) / "test.json").read_text()))
-        else:
-            results.append(evaluate_test(run_cfg, name))
+        done = skip_done and is_evaluated(run_cfg, name)
+        results.append(Run(run_cfg).read("test", name) if done else evaluate_test(run_cfg, name))
         if qa and method is not None:
             train_and_evaluate_qa(cfg, name, method, seed, progress)
     return results
 
 
-def training_log(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Summaries (one row per ablation run) and scalars (one row per run and step) of the trained runs."""
-    names = [run_name(m, s) for s in cfg.seeds for m in cfg.methods]
-    summaries, scalars = [], []
-    for name in names:
-        logs = log_dir(cfg, name)
-        s = json.loads(require(logs / "summary.json", "notebook 03 or `mamc train`").read_text())
-        summaries.append({"run": name, "method": s["method"], "seed": s["seed"], "best step": s["best"]["step"],
-                          "val rsum": s["best"]["val/rsum"], "val t2v R@1": s["best"].get("val/t2v/R@1"),
-                          "s/step": s["sec_per_step"]})
-        part = pd.read_json(logs / "scalars.jsonl", lines=True)
-        scalars.append(part.assign(run=name))
-    return pd.DataFrame(summaries), pd.concat(scalars, ignore_index=True)
+def meta_step_by_hand(cfg: Config, run: str, batch_size: int = 64, steps: int = 1, seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+    """`steps` bi-level steps of `mamc.meta.meta_step` on one training batch and one meta batch, starting from
+    run `run`'s selected model and a fresh weighting MLP (the model itself is not updated): what notebook 03
+    shows. Returns one row per training pair — its kind (clean or misaligned, head or tail topic), its loss,
+    and its normalised weight before and after — and the meta loss of every step."""
+    device = resolve_device(cfg.device)
+    use_threads(cfg.threads)
+    torch.manual_seed(seed)
+    model = load_trained(cfg, run).train()
+    data = prepare(cfg, model, with_vlm=False, device=device)
+    weight_net = WeightNet(cfg.meta_hidden).to(device)
+    weight_opt = torch.optim.Adam(weight_net.parameters(), lr=cfg.meta_lr, weight_decay=1e-4)
+
+    def batch(rows: list[dict], stream: int):
+        idx, frames = StepBatches(rows, data.cache, cfg.frames, batch_size, batch_size, 0, seed, stream)[0]
+        part = [rows[i] for i in idx]
+        return part, normalize_frames(frames.to(device)), text_input(model, [r["caption"] for r in part], data.text_features, device)
+
+    (part, frames, text), (_, mframes, mtext) = batch(data.train, 0), batch(data.meta, 1)
+
+    def losses_of(m, params, f, t):
+        v, e = call_with(m, params, f, t)
+        return contrastive_loss("infonce", v, e, cfg.margin, m.temperature())
+
+    with torch.no_grad():
+        losses = losses_of(model, None, frames, text)
+        before = sample_weights(weight_net, losses, cfg.normalize_weights)
+    stats = [meta_step(model, weight_net, weight_opt, lambda m, p: losses_of(m, p, frames, text),
+                       lambda m, p: losses_of(m, p, mframes, mtext), cfg.virtual_lr,
+                       select_params(model, cfg.meta_params), normalize=cfg.normalize_weights) for _ in range(steps)]
+    with torch.no_grad():
+        after = sample_weights(weight_net, losses, cfg.normalize_weights)
+    groups = topic_groups(cfg)
+    table = pd.DataFrame({
+        "video_id": [r["video_id"] for r in part], "pair": ["clean" if r.get("aligned", True) else "misaligned" for r in part],
+        "topic": [groups.get(r.get("topic"), "?") for r in part], "loss": losses.cpu().numpy(),
+        "weight before": before.cpu().numpy(), "weight after": after.cpu().numpy()})
+    return table.assign(change=table["weight after"] - table["weight before"]), stats

@@ -124,3 +124,20 @@ class Temperature(nn.Module):
 
     def forward(self) -> Tensor:
         return torch.clamp(self.log_t.exp(), min=self.min_value)
+
+
+def loss_profile(thetas: Tensor, kind: str, margin: float, temperature: float, batch: int = 64) -> tuple[Tensor, Tensor]:
+    """Per-sample loss of a positive pair at each angle θ, and its derivative dℓ/dθ, computed by this module's
+    losses themselves: a batch whose other pairs are orthogonal to the positive (as random embeddings nearly
+    are in high dimension), so ℓ(θ) = −log(e^{p(θ)/τ} / (e^{p(θ)/τ} + B − 1)) with p the positive logit.
+    dℓ/dθ = 0 where the loss stops pulling: θ = 0 for InfoNCE, θ = m for the subtractive margin."""
+    theta = thetas.detach().double().clone().requires_grad_(True)
+    eye = torch.eye(batch + 1, dtype=torch.float64)
+    losses = []
+    for th in theta:
+        video = eye[:batch]
+        text = torch.cat([(torch.cos(th) * eye[0] + torch.sin(th) * eye[batch]).unsqueeze(0), eye[1:batch]])
+        losses.append(contrastive_loss(kind, video, text, margin, temperature)[0])
+    loss = torch.stack(losses)
+    (grad,) = torch.autograd.grad(loss.sum(), theta)
+    return loss.detach(), grad

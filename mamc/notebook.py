@@ -7,9 +7,8 @@ import os
 
 from mamc.config import Config, load_config
 from mamc.lock import run_lock
-from mamc.pipeline import use_threads
-from mamc.plots import use_style
-from mamc.runfolder import save_config
+from mamc.report.plots import use_style
+from mamc.run import save_config, use_threads
 
 
 def setup(profile: str, run_dir: str, seed: int = 0, device: str = "auto", overrides: dict | None = None) -> Config:
@@ -17,7 +16,7 @@ def setup(profile: str, run_dir: str, seed: int = 0, device: str = "auto", overr
     made with other settings, or another job holds it), fixed torch threads, and the kit's plotting style."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    cfg = load_config(profile, run_dir=run_dir, seed=seed, device=device, **(overrides or {}))
+    cfg = load_config(profile, run_dir=run_dir or f"runs/{profile}", seed=seed, device=device, **(overrides or {}))
     with run_lock(cfg.run_path, "notebook"):
         save_config(cfg)
     use_threads(cfg.threads)

@@ -16,13 +16,15 @@ from tqdm.auto import tqdm
 
 from mamc.config import Config
 from mamc.data.loaders import global_batch_indices, load_frames
+from mamc.data.prepare import ensure_frames, load_rows
+from mamc.embed import frozen_text_features, text_input
 from mamc.evaluate import multiple_choice_accuracy, open_ended_accuracy
 from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
 from mamc.meta import sample_weights
 from mamc.models import normalize_frames
-from mamc.pipeline import ensure_frames, frame_cache_dir, load_rows, log_dir, resolve_device
-from mamc.train import METHODS, frozen_text_features, load_trained, text_input, weight_net_snapshots
+from mamc.run import Run, resolve_device, use_threads
+from mamc.runs import METHODS, load_trained, weight_net_snapshots
 
 
 class QAHead(nn.Module):
@@ -37,15 +39,17 @@ class QAHead(nn.Module):
 def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progress: bool = False) -> dict:
     """Fine-tune run `name` for QA on `qa_train`, evaluate on `qa`; writes logs/<name>/qa.json."""
     device = resolve_device(cfg.device)
+    use_threads(cfg.threads)
     torch.manual_seed(seed)
     model = load_trained(cfg, name).train()
     train_rows, test_rows = load_rows(cfg, "qa_train"), load_rows(cfg, "qa")
     ensure_frames(cfg, train_rows + test_rows)
-    cache = frame_cache_dir(cfg)
+    run = Run(cfg)
+    cache = run.frame_cache
     vocab = sorted({a for r in train_rows + test_rows for a in [r["answer"], *r.get("candidates", [])]})
     index = {a: i for i, a in enumerate(vocab)}
     texts = [r["question"] for r in train_rows + test_rows] + [r["caption"] for r in train_rows]
-    feats = frozen_text_features(model, texts, cfg, device)
+    feats = frozen_text_features(model, texts, run.text_cache, device)
     head = QAHead(cfg.embed_dim, len(vocab)).to(device)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr * 0.5, weight_decay=cfg.weight_decay)
@@ -88,5 +92,5 @@ def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progre
     oe = open_ended_accuracy([vocab[i] for i in logits.argmax(1).tolist()], [r["answer"] for r in test_rows], qtypes)
     result = {"name": name, "method": method, "seed": seed, "mc": mc, "open": oe, "n_questions": len(test_rows),
               "chance_mc": 100.0 * sum(1 / len(r["candidates"]) for r in test_rows) / len(test_rows)}
-    write_json(log_dir(cfg, name) / "qa.json", result)
+    write_json(run.path("qa", name), result)
     return result

@@ -15,10 +15,10 @@ from pathlib import Path
 import papermill as pm
 from tqdm.auto import tqdm
 
-from mamc.config import REPO_ROOT, coerce, config_fields, load_config
+from mamc.config import REPO_ROOT, config_fields, load_config, parse_overrides
 from mamc.lock import run_lock, shared_with_children
 from mamc.manifest import write_json
-from mamc.runfolder import check_config, write_environment
+from mamc.run import check_config, write_environment
 from mamc.watchdog import ENGINE, DeadKernel, Hang, Limits
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -103,8 +103,7 @@ def parse_params(pairs: list[str], declared: dict[str, set[str]]) -> tuple[dict,
             except (ValueError, SyntaxError):
                 params[key] = raw
         elif key in config_fields():
-            coerce(key, raw)
-            overrides[key] = raw
+            overrides.update(parse_overrides([pair]))
         else:
             raise ValueError(f"unknown parameter {key!r}: not a parameter of the notebooks "
                              f"(they declare {sorted(known_nb)}) nor a configuration field")

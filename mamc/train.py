@@ -1,14 +1,20 @@
 """The trainer: one function, `train`, from a laptop CPU to torchrun on several GPUs.
 
-Methods of the ablation are named combinations of MAMA's parts (see METHODS): the subtractive margin, the
-meta-learned weighting, the VLM captions, and the additive margin as a comparison.
+Each step is the four steps of notebook 03 (methods without meta weighting take only the last):
+
+1. virtual step   θ̂(φ) = θ − α ∇θ (1/B) Σᵢ w_φ(ℓᵢ(θ)) ℓᵢ(θ)     on the training batch, graph kept;
+2. meta loss      L_meta(φ) = (1/M) Σⱼ ℓⱼ(θ̂(φ))                    on a clean, concept-balanced meta batch;
+3. MLP update     φ ← φ − β ∇φ L_meta                                (Adam on the weighting MLP);
+4. real step      θ ← AdamW(θ, ∇θ (1/B) Σᵢ w_φ(ℓᵢ(θ)) ℓᵢ(θ))         with the updated, detached weights.
+
+α follows the model's learning-rate schedule: α_t = virtual_lr × lr_t / lr, so the virtual step shrinks with
+the real one during warmup and decay. Steps 1–3 are `mamc.meta.meta_step`; ℓ is the per-sample loss of the
+method (`mamc.losses.contrastive_loss`: InfoNCE, subtractive or additive angular margin).
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,44 +24,25 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from mamc import distributed as dist
-from mamc.checkpoint import cut_logs, load_checkpoint, load_weights, log_lengths, read_record, save_checkpoint, save_weights
+from mamc.checkpoint import load_checkpoint, read_record, save_checkpoint, save_weights
 from mamc.config import Config
-from mamc.data.loaders import StepBatches, load_frames, step_loader, usable_rows
+from mamc.data.loaders import StepBatches, step_loader, usable_rows
+from mamc.data.prepare import ensure_frames, load_rows
+from mamc.embed import embed_rows, frozen_text_features, text_input
 from mamc.evaluate import video_text_retrieval
-from mamc.losses import contrastive_loss
-from mamc.manifest import append_jsonl, iter_jsonl, write_json
-from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
-from mamc.models import DualEncoder, build_model, normalize_frames, text_feature_cache
 from mamc.lock import locked
-from mamc.pipeline import (checkpoint_dir, ensure_frames, frame_cache_dir, load_rows, log_dir, resolve_device,
-                           text_cache_dir, use_threads)
-
-
-@dataclass(frozen=True)
-class Method:
-    loss: str
-    meta: bool
-    vlm: bool
-
-
-METHODS = {
-    "infonce": Method("infonce", meta=False, vlm=False),
-    "margin": Method("subtractive", meta=False, vlm=False),
-    "meta": Method("infonce", meta=True, vlm=False),
-    "vlm": Method("infonce", meta=False, vlm=True),
-    "mama": Method("subtractive", meta=True, vlm=True),
-    "additive": Method("additive", meta=False, vlm=False),
-}
-SAMPLE_FIELDS = ("step", "video_id", "topic", "source", "aligned", "loss", "weight")
-
-
-def run_name(method: str, seed: int, margin: float | None = None) -> str:
-    return f"{method}_s{seed}" + ("" if margin is None else f"_m{margin:g}")
+from mamc.logs import SAMPLE_FIELDS, append_csv, cut_logs, log_lengths, write_scalars, write_scalars_csv
+from mamc.losses import contrastive_loss
+from mamc.manifest import write_json
+from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
+from mamc.models import DualEncoder, build_model, normalize_frames
+from mamc.run import Run, resolve_device, use_threads
+from mamc.runs import METHODS, run_name
 
 
 @dataclass
-class Batches:
-    """Everything the training loop reads: rows per split, the frame cache and the text inputs."""
+class TrainingData:
+    """What the training loop reads: usable rows per split, the frame cache and the text inputs."""
 
     train: list[dict]
     meta: list[dict]
@@ -64,24 +51,14 @@ class Batches:
     text_features: dict[str, torch.Tensor] | None
 
 
-def prepare(cfg: Config, model: DualEncoder, with_vlm: bool, device: torch.device) -> Batches:
+def prepare(cfg: Config, model: DualEncoder, with_vlm: bool, device: torch.device) -> TrainingData:
     """Load manifests, make sure frames are cached, and cache frozen text features."""
+    run = Run(cfg)
     rows = load_rows(cfg, with_vlm=with_vlm)
     ensure_frames(cfg, rows)
-    cache = frame_cache_dir(cfg)
-    by = lambda split: usable_rows([r for r in rows if r["split"] == split], cache)  # noqa: E731
-    return Batches(by("train"), by("meta"), by("val"), cache, frozen_text_features(model, [r["caption"] for r in rows], cfg, device))
-
-
-def frozen_text_features(model: DualEncoder, texts: list[str], cfg: Config, device) -> dict | None:
-    """Cached backbone features of `texts` when the text backbone is frozen; None when it trains (tokens then)."""
-    return text_feature_cache(model.text, texts, text_cache_dir(cfg), device) if model.freeze_text else None
-
-
-def text_input(model: DualEncoder, captions: list[str], feats: dict | None, device: torch.device):
-    if feats is not None:
-        return torch.stack([feats[c] for c in captions]).to(device)
-    return model.text.tokenize(captions, device)
+    by = lambda split: usable_rows([r for r in rows if r["split"] == split], run.frame_cache)  # noqa: E731
+    feats = frozen_text_features(model, [r["caption"] for r in rows], run.text_cache, device)
+    return TrainingData(by("train"), by("meta"), by("val"), run.frame_cache, feats)
 
 
 def lr_lambda(cfg: Config):
@@ -94,23 +71,7 @@ def lr_lambda(cfg: Config):
     return f
 
 
-@torch.no_grad()
-def embed_rows(model: DualEncoder, rows: list[dict], cache: Path, cfg: Config, feats: dict | None,
-               device: torch.device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """L2-normalised video and caption embeddings for rows (uniform frames, eval mode)."""
-    model.eval()
-    vs, ts = [], []
-    for s in range(0, len(rows), batch_size):
-        part = rows[s : s + batch_size]
-        frames = normalize_frames(load_frames(part, cache, cfg.frames)).to(device)
-        v, t = model(frames, text_input(model, [r["caption"] for r in part], feats, device))
-        vs.append(torch.nn.functional.normalize(v.float(), dim=-1).cpu())
-        ts.append(torch.nn.functional.normalize(t.float(), dim=-1).cpu())
-    model.train()
-    return torch.cat(vs), torch.cat(ts)
-
-
-def validate(model, data: Batches, cfg: Config, device) -> dict[str, float]:
+def validate(model, data: TrainingData, cfg: Config, device) -> dict[str, float]:
     v, t = embed_rows(model, data.val, data.cache, cfg, data.text_features, device)
     res = video_text_retrieval(t @ v.T)
     out = {f"val/{d}/{k}": x for d, m in res.items() for k, x in m.items()}
@@ -118,44 +79,23 @@ def validate(model, data: Batches, cfg: Config, device) -> dict[str, float]:
     return out
 
 
-def _append_csv(path: Path, rows: list[dict], fields: tuple[str, ...] | list[str]) -> None:
-    """Append rows (header first in a new or empty file), flushed to disk before a checkpoint records the length."""
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
-        if fh.tell() == 0:
-            writer.writeheader()
-        writer.writerows(rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def write_scalars_csv(logs: Path) -> None:
-    """scalars.csv, one column per scalar, rewritten from scalars.jsonl (whose rows may gain keys, e.g. at
-    validation steps) so that spreadsheets and pandas read it directly."""
-    rows = [r for _, r in iter_jsonl(logs / "scalars.jsonl")]
-    fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
-    tmp = logs / ".scalars.csv.tmp"
-    tmp.unlink(missing_ok=True)
-    _append_csv(tmp, rows, fields)
-    tmp.replace(logs / "scalars.csv")
-
-
 @locked("mamc train")
 def train(cfg: Config, method: str, seed: int | None = None, name: str | None = None, progress: bool = True,
           stop_after: int | None = None) -> dict:
     """Train one method and return its summary (also written to logs/<name>/summary.json).
 
-    Resumes from `checkpoints/<name>/last.*` when present; a finished run returns its summary at once.
+    Resumes from the run's committed checkpoint when present; a finished run returns its summary at once.
     `stop_after` ends the process's work after that many steps of this call, as an interruption would (used to
     test exact resume). Under DDP, rank 0 writes the logs, and the per-sample log holds its slice of each batch.
     """
     spec = METHODS[method]
     seed = cfg.seed if seed is None else seed
     name = name or run_name(method, seed)
-    ckpt, logs = checkpoint_dir(cfg, name), log_dir(cfg, name)
+    run = Run(cfg)
+    ckpt, logs = run.checkpoints(name), run.logs(name)
     record = read_record(ckpt)
-    if (logs / "summary.json").exists() and record is not None:
-        done_before = json.loads((logs / "summary.json").read_text())
+    if run.path("summary", name).exists() and record is not None:
+        done_before = run.read("summary", name)
         if done_before.get("completed") and record["step"] >= cfg.steps:
             return done_before
     device = resolve_device(cfg.device)
@@ -164,6 +104,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     rank, world = dist.rank(), dist.world_size()
     if cfg.batch_size % world or cfg.meta_batch_size % world:
         raise ValueError(f"batch sizes ({cfg.batch_size}, {cfg.meta_batch_size}) must divide by world size {world}")
+
     torch.manual_seed(seed)
     model = build_model(cfg).to(device)
     dist.broadcast_params(model)
@@ -176,6 +117,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     data = prepare(cfg, model, spec.vlm, device)
     if len(data.train) < cfg.batch_size:
         raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
+
     start, best = 0, {"val/rsum": -1.0, "step": -1}
     if record is not None:
         load_checkpoint(ckpt, model, opt, sched, weight_net, weight_opt)
@@ -198,6 +140,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         return part, frames, text_input(model, [r["caption"] for r in part], data.text_features, device)
 
     def losses_of(m, params, frames, text, local: int):
+        """Per-sample losses ℓᵢ of this rank's samples; negatives come from the whole global batch."""
         v, t = call_with(m, params, frames, text)
         return contrastive_loss(spec.loss, v, t, cfg.margin, m.temperature(), video_all=dist.gather(v),
                                 text_all=dist.gather(t), offset=rank * local)
@@ -213,14 +156,17 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         part, frames, text = inputs(data.train, loaded)
         scalars = {"step": step}
         if spec.meta and step % cfg.meta_interval == 0:
+            # Steps 1-3: virtual step on the training batch, meta loss on a meta batch, MLP update.
             _, mframes, mtext = inputs(data.meta, meta_batches[step])
+            alpha = cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr
             scalars.update(meta_step(
                 model, weight_net, weight_opt,
                 lambda m, p: losses_of(m, p, frames, text, b_local),
                 lambda m, p: losses_of(m, p, mframes, mtext, mb_local),
-                cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr, virtual_params, sync_grads=dist.average_grads,
+                alpha, virtual_params, sync_grads=dist.average_grads,
                 normalize=cfg.normalize_weights, mean_fn=dist.mean, reduce_grads=dist.average_differentiable,
             ))
+        # Step 4: the real step on the per-sample losses, weighted by the updated MLP (weight 1 without it).
         with autocast:
             losses = losses_of(model, None, frames, text, b_local)
         with torch.no_grad():
@@ -232,6 +178,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         scalars["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip))
         opt.step()
         sched.step()
+
+        # Logging, model selection on validation, and checkpoints.
         scalars.update(loss=float(loss.detach()), lr=sched.get_last_lr()[0], temperature=float(model.temperature()))
         sample_log += [{"step": step, "video_id": r["video_id"], "topic": r.get("topic"), "source": r.get("source", "original"),
                         "aligned": r.get("aligned"), "loss": float(l), "weight": float(w)}
@@ -243,7 +191,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
             if scalars["val/rsum"] > best["val/rsum"]:
                 best = {"val/rsum": scalars["val/rsum"], "step": done,
                         **{k: v for k, v in scalars.items() if k.startswith("val/")}}
-                save_weights(ckpt / "best.safetensors", model)
+                save_weights(run.path("best", name), model)
             bar.set_postfix(val_rsum=f"{scalars['val/rsum']:.1f}", loss=f"{scalars['loss']:.3f}")
         scalar_log.append(scalars)
         if writer is not None:
@@ -252,10 +200,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                     writer.add_scalar(k, v, step)
         if done % cfg.ckpt_every == 0 or done == cfg.steps or (stop_after is not None and steps_done >= stop_after):
             if rank == 0:
-                _append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
-                for row in scalar_log:
-                    append_jsonl(logs / "scalars.jsonl", row)
-                write_scalars_csv(logs)
+                append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
+                write_scalars(logs, scalar_log)
                 save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
                 save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best},
                                 logs=log_lengths(log_files))
@@ -269,25 +215,5 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                "best": best, "sec_per_step": wall / max(steps_done, 1), "world_size": world, "device": str(device),
                "margin": cfg.margin if spec.loss != "infonce" else 0.0, "loss": spec.loss, "meta": spec.meta, "vlm": spec.vlm}
     if rank == 0:
-        write_json(logs / "summary.json", summary)
+        write_json(run.path("summary", name), summary)
     return summary
-
-
-def load_trained(cfg: Config, name: str) -> DualEncoder:
-    """A run's best-on-validation dual encoder (`checkpoints/<name>/best.safetensors`), on the configured device."""
-    from mamc.pipeline import require
-
-    model = build_model(cfg)
-    load_weights(require(checkpoint_dir(cfg, name) / "best.safetensors", "notebook 03 or `mamc train`"), model)
-    return model.to(resolve_device(cfg.device)).eval()
-
-
-def weight_net_snapshots(cfg: Config, name: str) -> dict[int, WeightNet]:
-    """The weighting MLP at every checkpoint of a run (for the loss→weight curves of notebook 04)."""
-    out = {}
-    for path in sorted(checkpoint_dir(cfg, name).glob("weight_net_step*.safetensors")):
-        net = WeightNet(cfg.meta_hidden)
-        load_weights(path, net)
-        out[int(path.stem.split("step")[1])] = net.eval()
-    return out
-

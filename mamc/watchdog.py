@@ -13,17 +13,23 @@ papermill turns into a saved partial notebook, and `run_notebook` raises `Hang` 
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from queue import Empty
 
 import psutil
-from nbclient.exceptions import DeadKernelError
+
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.client import timestamp
+from nbclient.util import ensure_async
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 
 ENGINE = "mamc-watchdog"
+SHELL_POLL = 1.0
 # nbclient's own log lines ("Kernel died while waiting…") would only repeat what the raised error says.
 QUIET = logging.getLogger("mamc.watchdog.client")
 QUIET.addHandler(logging.NullHandler())
@@ -149,6 +155,34 @@ class WatchedClient(PapermillNotebookClient):
     def process_message(self, msg, cell, cell_index):
         self.watch.heard(msg)
         return super().process_message(msg, cell, cell_index)
+
+    async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
+        """nbclient's wait for a cell's reply, polling the shell channel every `SHELL_POLL` seconds instead of
+        one unbounded wait: with widgets in a cell that wait sometimes never wakes although the reply has
+        arrived (nbclient #312; 3 of 20 runs of a widget cell under load here), and the next poll finds it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=SHELL_POLL))
+            except Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    task_poll_kernel_alive.cancel()
+                    await self._async_check_alive()
+                    await self._async_handle_timeout(timeout, cell)
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if self.record_timing:
+                cell["metadata"]["execution"]["shell.execute_reply"] = timestamp(msg)
+            try:
+                await asyncio.wait_for(task_poll_output_msg, self.iopub_timeout)
+            except (asyncio.TimeoutError, Empty):
+                if self.raise_on_iopub_timeout:
+                    task_poll_kernel_alive.cancel()
+                    raise CellTimeoutError.error_from_timeout_and_cell(
+                        "Timeout waiting for IOPub output", self.iopub_timeout, cell) from None
+            task_poll_kernel_alive.cancel()
+            return msg
 
     def execute(self, **kwargs):
         stop = threading.Event()

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from mamc.checkpoint import CheckpointError, checkpoint_tensors, read_record
-from mamc.pipeline import checkpoint_dir, log_dir
+from mamc.run import Run
 from mamc.train import train
 
 # Runs in a child process: training that SIGKILLs itself at one instant of the save at step 4.
 CHILD = r"""
 import os, signal, sys
 from dataclasses import replace
-import mamc.checkpoint as ck, mamc.train as tr
+import mamc.checkpoint as ck, mamc.logs as tr
 from mamc.config import load_config
 
 run_dir, point = sys.argv[1], sys.argv[2]
@@ -45,14 +45,15 @@ def append_row(path, row):
     append(path, row)
 
 ck._write_tensors, ck._commit, tr.append_jsonl = write_tensors, commit_record, append_row
-tr.train(cfg, "meta", name="killed", progress=False)
+from mamc.train import train
+train(cfg, "meta", name="killed", progress=False)
 """
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(smoke_cfg):
     cfg = replace(smoke_cfg, steps=6, ckpt_every=2, eval_every=2)
-    train(cfg, "meta", name="whole", progress=False)
+    train(cfg, "meta", name="kill_reference", progress=False)
     return cfg
 
 
@@ -62,22 +63,22 @@ def test_kill_during_save_resumes_bit_identical(uninterrupted, point):
     killed = subprocess.run([sys.executable, "-c", CHILD, str(cfg.run_path), point], capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
     expected_step = 4 if point == "after-commit" else 2
-    assert read_record(checkpoint_dir(cfg, "killed"))["step"] == expected_step
+    assert read_record(Run(cfg).checkpoints("killed"))["step"] == expected_step
     summary = train(cfg, "meta", name="killed", progress=False)
     assert summary["completed"]
-    a, b = (checkpoint_tensors(checkpoint_dir(cfg, n)) for n in ("whole", "killed"))
+    a, b = (checkpoint_tensors(Run(cfg).checkpoints(n)) for n in ("kill_reference", "killed"))
     assert a.keys() == b.keys() and "rng.torch" in a
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     for log in ("samples.csv", "scalars.jsonl", "scalars.csv"):
-        assert (log_dir(cfg, "whole") / log).read_bytes() == (log_dir(cfg, "killed") / log).read_bytes(), log
-    assert sorted(p.name for p in checkpoint_dir(cfg, "killed").glob("state_*")) == ["state_000006.safetensors"]
-    shutil.rmtree(checkpoint_dir(cfg, "killed"))
-    shutil.rmtree(log_dir(cfg, "killed"))
+        assert (Run(cfg).logs("kill_reference") / log).read_bytes() == (Run(cfg).logs("killed") / log).read_bytes(), log
+    assert sorted(p.name for p in Run(cfg).checkpoints("killed").glob("state_*")) == ["state_000006.safetensors"]
+    shutil.rmtree(Run(cfg).checkpoints("killed"))
+    shutil.rmtree(Run(cfg).logs("killed"))
 
 
 def test_a_damaged_checkpoint_is_refused_by_name(uninterrupted):
-    directory = checkpoint_dir(uninterrupted, "whole")
+    directory = Run(uninterrupted).checkpoints("kill_reference")
     record = read_record(directory)
     damaged = directory.parent / "damaged"
     damaged.mkdir()

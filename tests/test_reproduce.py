@@ -28,11 +28,14 @@ def test_run_folder_holds_every_artifact_of_the_contract(smoke_run):
         assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     figures = {p.stem for p in (smoke_run / "figures").glob("*.pdf")}
     assert {"weight_curves", "topic_improvement", "improvement_vs_frequency", "loss_weight_distributions",
-            "margin_sweep", "topic_distribution", "caption_accuracy"} <= figures
+            "margin_sweep", "topic_distribution", "caption_accuracy", "training_curves", "captioner_training",
+            "caption_examples", "loss_geometry", "methods_t2v_r1"} <= figures
     assert figures == {p.stem for p in (smoke_run / "figures").glob("*.png")}
     for stem in ("ablation_retrieval", "head_tail", "qa", "margin_sweep", "paper_side_by_side", "ablation_ci"):
         assert all((smoke_run / "tables" / f"{stem}.{ext}").exists() for ext in ("csv", "md", "tex"))
     assert "\\toprule" in (smoke_run / "tables" / "ablation_retrieval.tex").read_text()
+    results = (smoke_run / "RESULTS.md").read_text()
+    assert "## Retrieval" in results and "## What the learned weighting does" in results and "## The captioner" in results
     metrics = json.loads((smoke_run / "metrics.json").read_text())
     assert set(metrics["ablation"]) == {"infonce", "margin", "meta", "vlm", "mama", "additive"}
     r1 = metrics["ablation"]["mama"]["t2v R@1"]["mean"]

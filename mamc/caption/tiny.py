@@ -132,11 +132,13 @@ def save_atomically(out_dir: Path, save: Callable[[Path], object]) -> None:
 
 def train_embedded_captioner(cfg, progress: bool = True) -> dict:
     """Train the embedded captioner on the clean meta split's keyframe grids and save it in the run folder
-    (`captioner/`), where `cfg.captioner == "embedded"` finds it. Returns the loss curve and sizes."""
+    (`captioner/`, with its loss curve in `training.json`), where `cfg.captioner == "embedded"` finds it.
+    Returns the loss curve and sizes."""
     from mamc.caption.grid import video_grid
     from mamc.caption.jobs import candidate_frames, captioner_name
     from mamc.data.video import sample_indices
-    from mamc.pipeline import load_rows
+    from mamc.data.prepare import load_rows
+    from mamc.manifest import write_json
 
     rows = load_rows(cfg, "meta")
     frames = [candidate_frames(cfg.data_dir / r["video"], cfg) for r in rows]
@@ -151,5 +153,7 @@ def train_embedded_captioner(cfg, progress: bool = True) -> dict:
     processor, model = build_captioner(captions + [cfg.prompt], image_size=size, seed=cfg.seed)
     losses = train_captioner(processor, model, jittered_grid, captions, cfg.prompt, cfg.captioner_steps,
                              captioner_name(cfg, "embedded"), seed=cfg.seed, progress=progress)
-    return {"losses": losses, "n_pairs": len(rows), "image_size": size,
+    info = {"losses": losses, "n_pairs": len(rows), "image_size": size,
             "parameters": sum(p.numel() for p in model.parameters())}
+    write_json(Path(captioner_name(cfg, "embedded")) / "training.json", info)
+    return info

@@ -112,7 +112,7 @@ def test_shards_partition_the_videos(smoke_cfg, tiny_checkpoint, monkeypatch, tm
         caption_videos(cfg, captioner=cap, rows=rows, shard=shard, num_shards=3, progress=False)
     shards = [finished_ids(output_path(cfg, s, 3)) for s in range(3)]
     assert sum(map(len, shards)) == 7 and set().union(*shards) == {r["video_id"] for r in rows}
-    from mamc.pipeline import load_rows
+    from mamc.data.prepare import load_rows
 
     assert len([r for r in load_rows(cfg, "train", with_vlm=True) if r.get("source") == "vlm"]) == 7
     with pytest.raises(ValueError, match="shard 3"):
@@ -138,7 +138,7 @@ def test_captions_depend_on_the_video_only_not_on_batching_limits_or_shards(smok
         cfg = private_run(smoke_cfg, tmp_path / name, caption_batch_size=batch, **settings)
         for kwargs in calls:
             caption_videos(cfg, captioner=cap, rows=rows, progress=False, **kwargs)
-        from mamc.pipeline import load_rows
+        from mamc.data.prepare import load_rows
 
         return {r["video_id"]: r["caption"] for r in load_rows(cfg, "train", with_vlm=True) if r.get("source") == "vlm"}
 

@@ -22,11 +22,12 @@ def test_clip_memory_evicts_least_recently_used(tmp_path):
 
 
 def test_step_batches_split_across_ranks(smoke_cfg):
-    from mamc.pipeline import ensure_frames, frame_cache_dir, load_rows
+    from mamc.data.prepare import ensure_frames, load_rows
+    from mamc.run import Run
 
     rows = load_rows(smoke_cfg, "train")
     ensure_frames(smoke_cfg, rows)
-    cache = frame_cache_dir(smoke_cfg)
+    cache = Run(smoke_cfg).frame_cache
     whole = StepBatches(rows, cache, 4, 8, 8, 0, 0, 0)[5]
     halves = [StepBatches(rows, cache, 4, 8, 4, r, 0, 0)[5] for r in (0, 1)]
     assert whole[0] == halves[0][0] + halves[1][0]

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from mamc.config import load_config
-from mamc.runfolder import environment, load_run_config, save_config
+from mamc.run import environment, load_run_config, save_config
 
 
 def test_config_round_trip_and_stale_fields(tmp_path):
@@ -27,7 +27,7 @@ def test_environment_records_versions_seeds_and_timings(tmp_path):
 
 
 def test_a_run_folder_with_results_refuses_other_settings(tmp_path):
-    from mamc.runfolder import ConfigMismatch
+    from mamc.run import ConfigMismatch
 
     save_config(load_config("smoke", run_dir=str(tmp_path), steps=5))
     save_config(load_config("smoke", run_dir=str(tmp_path), steps=6))  # nothing made yet: a new plan is fine

@@ -2,11 +2,11 @@
 import pytest
 
 from mamc.config import load_config
-from mamc.pipeline import MissingArtifact
+from mamc.run import MissingArtifact
 
 
 def test_public_dataset_runs_require_an_ingested_manifest(tmp_path):
-    from mamc.pipeline import prepare_corpus
+    from mamc.data.prepare import prepare_corpus
 
     cfg = load_config("paper", run_dir=str(tmp_path))
     with pytest.raises(MissingArtifact, match="mamc ingest <dataset>"):

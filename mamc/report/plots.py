@@ -81,9 +81,10 @@ def topic_distribution(counts: Mapping[str, int], groups: Mapping[str, str] | No
     return fig
 
 
-def topic_figure(share: Mapping[str, float], top_words: Mapping[str, Sequence[str]], improvement: Mapping[str, float]):
-    """The paper's topic figure: share of each topic (bars, labelled with its top words) and the relative R@1
-    improvement of MAMA over InfoNCE per topic (points, right axis)."""
+def topic_figure(share: Mapping[str, float], top_words: Mapping[str, Sequence[str]], improvement: Mapping[str, float],
+                 label: str = "MAMA vs InfoNCE"):
+    """The paper's topic figure: share of each topic (bars, labelled with its top words) and the R@1
+    improvement of a method over a baseline per topic (points, right axis; `label` names the two)."""
     fig, ax = _figure(TWO_COLUMN, 2.8)
     names = sorted(share, key=share.get, reverse=True)
     x = np.arange(len(names))
@@ -92,7 +93,7 @@ def topic_figure(share: Mapping[str, float], top_words: Mapping[str, Sequence[st
     ax.set_xticks(x, [f"{n}\n{' '.join(top_words.get(n, [])[:3])}" for n in names], rotation=70, ha="right", fontsize=6)
     ax2 = ax.twinx()
     ax2.axhline(0, color="0.6", lw=0.6)
-    ax2.plot(x, [improvement.get(n, np.nan) for n in names], "o", color=PALETTE[3], ms=3, label="MAMA vs InfoNCE")
+    ax2.plot(x, [improvement.get(n, np.nan) for n in names], "o", color=PALETTE[3], ms=3, label=label)
     ax2.set_ylabel("R@1 improvement (points)")
     ax2.spines["right"].set_visible(True)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
@@ -194,4 +195,23 @@ def attribute_accuracy(table: pd.DataFrame):
     ax.set_ylabel("captions stating it correctly (%)")
     ax.set_ylim(0, 100)
     ax.legend(frameon=False)
+    return fig
+
+
+def loss_profile(thetas: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], margin: float):
+    """Loss of a positive pair (left) and its pull dℓ/dθ (right) against the angle θ, one line per objective;
+    the dotted line marks θ = m, where the subtractive margin stops pulling."""
+    fig, axes = plt.subplots(1, 2, figsize=(TWO_COLUMN, 2.3))
+    degrees = np.degrees(thetas)
+    for label, (loss, grad) in curves.items():
+        axes[0].plot(degrees, loss, label=label)
+        axes[1].plot(degrees, grad, label=label)
+    for ax in axes:
+        ax.axvline(np.degrees(margin), color="0.5", ls=":", lw=0.8)
+        ax.set_xlabel("angle θ of the positive pair (degrees)")
+    axes[0].set_ylabel("per-sample loss ℓ")
+    axes[1].set_ylabel("dℓ/dθ (> 0: pulled closer)")
+    axes[1].axhline(0, color="0.6", lw=0.6)
+    axes[0].legend(frameon=False)
+    fig.tight_layout()
     return fig

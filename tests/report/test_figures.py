@@ -2,13 +2,13 @@
 import pytest
 
 from mamc.config import load_config
-from mamc.figures import build_figures
-from mamc.pipeline import MissingArtifact
+from mamc.report.figures import build_figures
+from mamc.run import MissingArtifact
 
 
 def test_missing_artifacts_name_their_producer(tmp_path):
     cfg = load_config("smoke", run_dir=str(tmp_path))
-    with pytest.raises(MissingArtifact, match="run notebook 01 or `mamc synth` first"):
+    with pytest.raises(MissingArtifact, match="run notebook 01 or `mamc synth`"):
         build_figures(cfg)
 
 

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from mamc.tables import aggregate, paper_table, reading, wide, write_table
+from mamc.report.tables import aggregate, paper_table, reading, wide, write_table
 
 
 @pytest.fixture
@@ -26,6 +26,13 @@ def test_write_table_in_three_formats(results, tmp_path):
     assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex and "\\label{tab:abl}" in tex
 
 
+def test_tables_read_like_a_papers(results, tmp_path):
+    """The index becomes named columns: no tuple-valued row labels, a header cell for every column."""
+    long = aggregate(results).set_index(["method", "metric"])[["mean", "std"]]
+    md = write_table(long, tmp_path, "ci", "Caption.")[1].read_text().splitlines()
+    assert md[2].split("|")[1:4] == [" method   ", " metric   ", "   mean "] and "('" not in "".join(md)
+
+
 def test_reading_follows_the_numbers(results):
     agg = aggregate(results)
     metrics = {"ablation": {m: {r["metric"]: dict(r) for _, r in g.iterrows()} for m, g in agg.groupby("method")}}
@@ -44,16 +51,10 @@ def test_paper_numbers_ship_with_their_source():
     assert len(table) == 8
 
 
-def test_paper_profile_runs_fill_the_side_by_side_table(tmp_path):
-    import json
+def test_only_paper_profile_runs_fill_the_kit_column():
+    from mamc.report.tables import paper_column
 
-    from mamc.tables import paper_profile_results
-
-    run = tmp_path / "paper_msrvtt"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"profile": "paper", "dataset": "MSR-VTT"}))
-    (run / "metrics.json").write_text(json.dumps({"profile": "paper", "ablation": {"mama": {"t2v R@1": {"mean": 44.44}}}}))
-    other = tmp_path / "default"
-    other.mkdir()
-    (other / "metrics.json").write_text(json.dumps({"profile": "default", "ablation": {"mama": {"t2v R@1": {"mean": 3}}}}))
-    assert paper_profile_results(tmp_path) == {"MSR-VTT": 44.4}
+    paper = {"profile": "paper", "ablation": {"mama": {"t2v R@1": {"mean": 44.44}, "QA open acc": {"mean": 40.0}}}}
+    assert paper_column(paper, "MSR-VTT") == {"MSR-VTT": 44.4}
+    assert paper_column(paper, "MSRVTT-QA") == {"MSRVTT-QA": 40.0}
+    assert paper_column(dict(paper, profile="default"), "MSR-VTT") == {}

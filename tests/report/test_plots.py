@@ -5,8 +5,8 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
-from mamc import plots
-from mamc.figures import curve_values
+from mamc.report import plots
+from mamc.report.figures import curve_values
 from mamc.meta import WeightNet
 
 

@@ -1,0 +1,213 @@
+"""Tables of the benchmark notebook: ablation over seeds (mean ± std and a 95% interval), head vs tail topics,
+the margin sweep, QA, and the paper's reported numbers side by side. Written as CSV, Markdown and LaTeX
+(booktabs), and gathered in the run's `metrics.json`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from mamc.config import REPO_ROOT, Config
+from mamc.evaluate import mean_ci
+from mamc.manifest import write_json, write_text
+from mamc.run import Run
+from mamc.runs import ablation_runs, sweep_runs, weighted_samples
+
+METRICS = {
+    "t2v R@1": ("t2v", "R@1"), "t2v R@5": ("t2v", "R@5"), "t2v R@10": ("t2v", "R@10"), "t2v MdR": ("t2v", "MdR"),
+    "v2t R@1": ("v2t", "R@1"), "v2t R@5": ("v2t", "R@5"), "v2t R@10": ("v2t", "R@10"), "v2t MdR": ("v2t", "MdR"),
+}
+RETRIEVAL = list(METRICS)
+PAPER_RESULTS = REPO_ROOT / "data_manifests" / "paper_results.json"
+
+
+def run_results(cfg: Config) -> pd.DataFrame:
+    """One row per (method, seed) of the ablation with every test metric."""
+    run, rows = Run(cfg), []
+    for name, method, seed in ablation_runs(cfg):
+        test = run.read("test", name)
+        row = {"method": method, "seed": seed}
+        row.update({k: test[d][m] for k, (d, m) in METRICS.items()})
+        row.update({"DSL t2v R@1": test["dsl"]["t2v"]["R@1"], "head t2v R@1": test["head_t2v_R@1"],
+                    "tail t2v R@1": test["tail_t2v_R@1"]})
+        if run.path("qa", name).exists():
+            qa = run.read("qa", name)
+            row.update({"QA MC acc": qa["mc"]["acc"], "QA open acc": qa["open"]["acc"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def aggregate(results: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Long table: method, metric, mean, std, lo, hi, n (95% Student-t interval over seeds)."""
+    metrics = metrics or [c for c in results.columns if c not in ("method", "seed")]
+    out = []
+    for method, group in results.groupby("method", sort=False):
+        for metric in metrics:
+            if metric in group:
+                out.append({"method": method, "metric": metric, **mean_ci(group[metric].dropna().tolist())})
+    return pd.DataFrame(out)
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def wide(agg: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Methods × metrics with "mean ± std" cells, for display."""
+    sub = agg[agg["metric"].isin(metrics)].copy()
+    sub["cell"] = [_fmt(m, s) for m, s in zip(sub["mean"], sub["std"])]
+    table = sub.pivot(index="method", columns="metric", values="cell")
+    return table.reindex(index=list(dict.fromkeys(sub["method"])), columns=[m for m in metrics if m in table])
+
+
+def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> list[Path]:
+    """`name.csv`, `name.md` and `name.tex` (booktabs) in out_dir; the index becomes ordinary columns, as in a
+    paper's table."""
+    flat = table.reset_index() if table.index.name or isinstance(table.index, pd.MultiIndex) else table
+    paths = [Path(out_dir) / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
+    write_text(paths[0], flat.to_csv(index=False))
+    write_text(paths[1], f"{caption}\n\n{flat.to_markdown(index=False)}\n")
+    latex = flat.style.hide(axis="index").format(na_rep="--", precision=2).to_latex(
+        hrules=True, caption=caption, label=f"tab:{name}", position="t")
+    write_text(paths[2], latex.replace("±", r"$\pm$"))
+    return paths
+
+
+def sweep_results(cfg: Config) -> pd.DataFrame:
+    run, rows = Run(cfg), []
+    for name, run_cfg in sweep_runs(cfg):
+        test = run.read("test", name)
+        rows.append({"margin": run_cfg.margin, "t2v R@1": test["t2v"]["R@1"], "v2t R@1": test["v2t"]["R@1"],
+                     "t2v R@5": test["t2v"]["R@5"], "head t2v R@1": test["head_t2v_R@1"], "tail t2v R@1": test["tail_t2v_R@1"]})
+    return pd.DataFrame(rows)
+
+
+def paper_column(metrics: dict, dataset: str) -> dict[str, float]:
+    """The kit's full-MAMA figure of a `paper`-profile run, keyed by benchmark: test t2v R@1 for retrieval
+    datasets, open-ended QA accuracy for QA datasets; empty for other profiles."""
+    mama = metrics.get("ablation", {}).get("mama", {})
+    key = "QA open acc" if "QA" in dataset else "t2v R@1"
+    if metrics.get("profile") != "paper" or key not in mama:
+        return {}
+    return {dataset: round(mama[key]["mean"], 1)}
+
+
+def paper_table(kit: dict[str, float] | None = None) -> pd.DataFrame:
+    """The paper's headline numbers (with source) beside the kit's `paper`-profile figures, blank where there
+    are none: the current run's, and those of run folders named explicitly (`build_tables(..., compare=…)`)."""
+    paper = json.loads(PAPER_RESULTS.read_text())
+    df = pd.DataFrame(paper["rows"])
+    df["mamc (paper profile)"] = [(kit or {}).get(b) for b in df["benchmark"]]
+    return df.set_index("benchmark")
+
+
+def weighting_table(cfg: Config) -> pd.DataFrame:
+    """Mean normalised weight per kind of pair in the second half of training, for every meta-weighted run:
+    clean vs misaligned original pairs, head vs tail topics, and VLM captions."""
+    rows = []
+    for name, method, _ in ablation_runs(cfg):
+        if method not in ("meta", "mama"):
+            continue
+        df = weighted_samples(cfg, name)
+        row = {"run": name}
+        for (source, aligned), part in df.groupby(["source", "aligned"]):
+            row[f"{source}/{'clean' if aligned else 'misaligned'}"] = part["weight"].mean()
+        for group, part in df.groupby("group"):
+            row[f"{group} topics"] = part["weight"].mean()
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run").round(2) if rows else pd.DataFrame()
+
+
+def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
+    """Write every table under `tables/`, the run's `metrics.json` and `RESULTS.md`; returns the metrics. The
+    paper side-by-side fills its kit column from this run when it is a `paper`-profile run, and from the run
+    folders in `compare` — nothing else is read."""
+    run = Run(cfg)
+    results = run_results(cfg)
+    agg = aggregate(results)
+    sweep = sweep_results(cfg)
+    metrics = {"profile": cfg.profile, "dataset": cfg.dataset, "seeds": list(cfg.seeds),
+               "n_test": cfg.n_test,
+               "runs": results.to_dict(orient="records"),
+               "ablation": {m: {r["metric"]: {k: r[k] for k in ("mean", "std", "lo", "hi", "n")} for _, r in g.iterrows()}
+                            for m, g in agg.groupby("method", sort=False)},
+               "margin_sweep": sweep.to_dict(orient="records")}
+    kit = paper_column(metrics, cfg.dataset)
+    for other in compare:
+        other_metrics = json.loads((Path(other) / "metrics.json").read_text())
+        kit.update(paper_column(other_metrics, other_metrics.get("dataset", "?")))
+    tables = {
+        "ablation_retrieval": (wide(agg, RETRIEVAL), f"Text-video retrieval on the {cfg.dataset} test set "
+                               f"({cfg.n_test} pairs), mean ± std over seeds {list(cfg.seeds)}."),
+        "head_tail": (wide(agg, ["head t2v R@1", "tail t2v R@1", "DSL t2v R@1"]),
+                      "t2v R@1 on head and tail topics, and with dual-softmax re-scoring (DSL, an inference-time variant)."),
+        "ablation_ci": (agg[["method", "metric", "mean", "std", "lo", "hi", "n"]].round(2),
+                        "Every metric with its 95% Student-t interval over seeds."),
+        "margin_sweep": (sweep.round(2), f"Subtractive margin sweep (seed {cfg.seeds[0]})."),
+        "paper_side_by_side": (paper_table(kit), "The paper's reported results beside this kit's paper-profile runs."),
+    }
+    if "QA MC acc" in results:
+        tables["qa"] = (wide(agg, ["QA MC acc", "QA open acc"]), f"Video QA accuracy (%) on the {cfg.dataset} QA split.")
+    for name, (table, caption) in tables.items():
+        write_table(table, run.tables, name, caption)
+    write_text(run.tables / "runs.csv", results.to_csv(index=False))
+    write_json(run.path("metrics"), metrics)
+    write_text(run.root / "RESULTS.md", results_markdown(cfg, metrics, tables))
+    return metrics
+
+
+def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.DataFrame, str]]) -> str:
+    """RESULTS.md of a run: every table with its automatic reading, written from the numbers alone (docs/RESULTS.md
+    is a copy of the default run's)."""
+    md = lambda t: t.reset_index().to_markdown(index=False) if t.index.name else t.to_markdown(index=False)  # noqa: E731
+    parts = [
+        f"# Results of a `{cfg.profile}` run", "",
+        f"Written by `mamc reproduce` (notebook 05, or `mamc evaluate`) from the run folder's `tables/`, `metrics.json` "
+        f"and `logs/`; dataset `{cfg.dataset}`, seeds {list(cfg.seeds)}, {cfg.steps} training steps per run. Nothing "
+        "here is written by hand: the readings compare each method with InfoNCE using 95% Student-t intervals over "
+        "seeds.", "",
+        "## Retrieval", "", tables["ablation_retrieval"][1], "", md(tables["ablation_retrieval"][0]), "",
+        reading(metrics, "t2v R@1"), "", reading(metrics, "v2t R@1"), "",
+        "## Head and tail topics, DSL", "", tables["head_tail"][1], "", md(tables["head_tail"][0]), "",
+        reading(metrics, "tail t2v R@1"), "",
+        "## Margin sweep", "", tables["margin_sweep"][1], "", md(tables["margin_sweep"][0]), "",
+    ]
+    if "qa" in tables:
+        parts += ["## Video QA", "", tables["qa"][1], "", md(tables["qa"][0]), "", reading(metrics, "QA MC acc"), "",
+                  reading(metrics, "QA open acc"), ""]
+    weights = weighting_table(cfg)
+    if not weights.empty:
+        parts += ["## What the learned weighting does", "",
+                  "Mean normalised weight (1 = average) per kind of training pair, second half of training.", "",
+                  md(weights), ""]
+    quality = Run(cfg).path("caption quality")
+    if quality.exists():
+        q = json.loads(quality.read_text())
+        table = pd.DataFrame({"VLM captions": q["generated"], "original captions": q["original"]}).T.round(1)
+        parts += ["## The captioner", "", f"Percent of {q['n']} training captions that state each attribute correctly "
+                  "(missing or ambiguous counts as wrong).", "", table.rename_axis("captions").reset_index().to_markdown(index=False), ""]
+    return "\n".join(parts)
+
+
+def reading(metrics: dict, metric: str = "t2v R@1", baseline: str = "infonce") -> str:
+    """A plain-language reading of the ablation computed from the numbers (never written by hand): each
+    method against the baseline, with whether the difference is larger than the seed-to-seed spread."""
+    abl = metrics["ablation"]
+    if baseline not in abl:
+        return f"No `{baseline}` run to compare with."
+    base = abl[baseline][metric]
+    lines = [f"Reading of **{metric}** (mean over {base['n']} seed(s)) against `{baseline}` ({base['mean']:.1f}):", ""]
+    for method, values in abl.items():
+        if method == baseline or metric not in values:
+            continue
+        v = values[metric]
+        diff = v["mean"] - base["mean"]
+        if v["n"] < 2:
+            verdict = "one seed only, so no interval: treat the difference as unconfirmed"
+        elif v["lo"] > base["hi"] or v["hi"] < base["lo"]:
+            verdict = "the 95% intervals do not overlap"
+        else:
+            verdict = "the 95% intervals overlap: not distinguishable at this number of seeds"
+        lines.append(f"- `{method}`: {v['mean']:.1f} ({diff:+.1f} points); {verdict}.")
+    return "\n".join(lines)

