@@ -33,10 +33,13 @@ smoke: setup
 	$(PY) -m mamc reproduce --profile smoke --out runs/smoke
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
+# JupyterLab on the run folder's own, signed copies of the notebooks (never the committed ones): `make lab`,
+# `make lab RUN=runs/smoke PORT=8890`. Works as root; prints the URL instead of opening a browser.
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --MappingKernelManager.default_kernel_name=mamc
+	$(PY) -m mamc lab --run $(RUN) --profile $(PROFILE) $(if $(PORT),--port $(PORT),)
 
 figures: setup
 	$(PY) -m mamc figures --run $(RUN)

@@ -29,9 +29,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=24)
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config("default", run_dir=tmp, n_train=args.videos, n_val=0, n_test=0, n_qa=0, n_meta_per_topic=0)
+        cfg = load_config("default", run_dir=tmp, n_train=args.videos, n_val=1, n_test=1, n_qa=0, n_meta_per_topic=1)
         rows = read_manifest(generate_corpus(cfg, progress=False))
         if args.model:
             cap = load_captioner(args.model)

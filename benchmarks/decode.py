@@ -39,13 +39,17 @@ def main() -> None:
                 print(f"{label:38s} (not available)")
                 continue
 
-            def sampled(backend):
-                return lambda p: read_frames(p, sample_indices(probe(p, backend).n_frames, args.frames), size=size, backend=backend)
+            def sampled(backend: str, size: int = size):
+                def read(path):
+                    return read_frames(path, sample_indices(probe(path, backend).n_frames, args.frames), size=size,
+                                       backend=backend)
+                return read
 
             cache = Path(tmp) / f"cache_{size}"
-            build_frame_cache([{"video_id": f"c{i}", "video": str(p)} for i, p in enumerate(items)], "/", cache, args.frames, size, False)
+            rows = [{"video_id": f"c{i}", "video": str(p)} for i, p in enumerate(items)]
+            build_frame_cache(rows, "/", cache, args.frames, size, False)
             print(f"{label:38s} {rate(sampled('decord'), items):15.1f} {rate(sampled('pyav'), items):13.1f} "
-                  f"{rate(lambda i: load_cached(cache, f'c{i}'), range(len(items))):14.1f}")
+                  f"{rate(lambda i, c=cache: load_cached(c, f'c{i}'), range(len(items))):14.1f}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def cmd_reproduce(args) -> int:
     from mamc.reproduce import reproduce
-
     from mamc.watchdog import Limits
 
     only = args.only.split(",") if args.only else None
@@ -71,12 +70,14 @@ def cmd_frames(args) -> int:
 
 
 def cmd_caption(args) -> int:
-    from mamc.caption.jobs import caption_videos, ensure_captioner
+    from mamc.caption.jobs import caption_quality, caption_videos, ensure_captioner
 
     cfg = _run_config(args)
     ensure_captioner(cfg, args.model)
     stats = caption_videos(cfg, model=args.model, shard=args.shard, num_shards=args.num_shards, limit=args.limit)
     print(json.dumps(stats, indent=2))
+    if cfg.dataset == "embedded" and args.num_shards == 1 and not args.limit:
+        print(json.dumps({"caption accuracy (%)": caption_quality(cfg)["generated"]}))
     return 0
 
 
@@ -115,6 +116,17 @@ def cmd_figures(args) -> int:
     for name, paths in made.items():
         print(name, *[str(p) for p in paths])
     return 0
+
+
+def cmd_lab(args) -> int:
+    from mamc.lab import lab_command, prepare_lab
+    from mamc.run import load_run_config
+
+    run = Path(args.run)
+    profile = load_run_config(run).profile if (run / "config.json").exists() else args.profile
+    cmd = lab_command(prepare_lab(run, profile), args.port, args.browser)
+    print(" ".join(cmd), flush=True)
+    os.execv(cmd[0], cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper-profile run folders whose results fill the paper table's kit column")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("lab", help="JupyterLab on a run folder's own (signed) copies of the notebooks")
+    p.add_argument("--run", required=True, help="run folder (created with fresh notebook copies when missing)")
+    p.add_argument("--profile", choices=PROFILES, default="default", help="profile for a new run folder")
+    p.add_argument("--port", type=int)
+    p.add_argument("--browser", action="store_true", help="open a browser (default: print the URL only)")
+    p.set_defaults(func=cmd_lab, lock=False)
+
     p = sub.add_parser("figures", help="rebuild every figure from a run folder's saved artifacts")
     p.add_argument("--run", required=True)
     p.add_argument("--only", help="comma-separated figure names (default: all)")
@@ -192,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "run", None):
+        if getattr(args, "run", None) and getattr(args, "lock", True):
             with run_lock(Path(args.run), f"mamc {args.command}"):
                 return args.func(args)
         return args.func(args)

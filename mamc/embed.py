@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mamc.config import Config
@@ -23,17 +24,34 @@ def text_input(model: DualEncoder, captions: list[str], feats: dict | None, devi
     return model.text.tokenize(captions, device)
 
 
+def group_by_video(rows: list[dict]) -> tuple[list[dict], np.ndarray]:
+    """One row per distinct video (first occurrence, in order) and, for every row, the index of its video:
+    retrieval ranks one candidate per video, so that a video's several captions (MSR-VTT has 20) neither tie
+    with each other as duplicate candidates nor count against it."""
+    index: dict[tuple, int] = {}
+    videos, owner = [], []
+    for row in rows:
+        key = (row["video_id"], row.get("start"), row.get("end"))
+        if key not in index:
+            index[key] = len(videos)
+            videos.append(row)
+        owner.append(index[key])
+    return videos, np.asarray(owner, dtype=np.int64)
+
+
 @torch.no_grad()
 def embed_rows(model: DualEncoder, rows: list[dict], cache: Path, cfg: Config, feats: dict | None,
-               device: torch.device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """L2-normalised video and caption embeddings for rows (uniform frames, eval mode)."""
+               device: torch.device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """L2-normalised embeddings for retrieval (uniform frames, eval mode): one per distinct video, one per
+    caption row, and each row's video index (see `group_by_video`)."""
+    videos, owner = group_by_video(rows)
     model.eval()
     vs, ts = [], []
+    for s in range(0, len(videos), batch_size):
+        frames = normalize_frames(load_frames(videos[s : s + batch_size], cache, cfg.frames)).to(device)
+        vs.append(torch.nn.functional.normalize(model.encode_video(frames).float(), dim=-1).cpu())
     for s in range(0, len(rows), batch_size):
-        part = rows[s : s + batch_size]
-        frames = normalize_frames(load_frames(part, cache, cfg.frames)).to(device)
-        v, t = model(frames, text_input(model, [r["caption"] for r in part], feats, device))
-        vs.append(torch.nn.functional.normalize(v.float(), dim=-1).cpu())
-        ts.append(torch.nn.functional.normalize(t.float(), dim=-1).cpu())
+        text = text_input(model, [r["caption"] for r in rows[s : s + batch_size]], feats, device)
+        ts.append(torch.nn.functional.normalize(model.encode_text(text).float(), dim=-1).cpu())
     model.train()
-    return torch.cat(vs), torch.cat(ts)
+    return torch.cat(vs), torch.cat(ts), owner

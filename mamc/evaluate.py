@@ -5,7 +5,7 @@ count against the model (a constant matrix gives the worst rank, never a lucky R
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -52,7 +52,9 @@ def retrieval_metrics(sim, gt: Sequence[int] | np.ndarray | None = None) -> dict
 
 def video_to_text_ranks(sim_t2v, caption_video: Sequence[int] | np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     """Video→text ranks from the text×video matrix: for each video the best-ranked of its own captions
-    counts (MSR-VTT has 20 per video). Reads the matrix in contiguous row chunks, never transposed."""
+    counts (MSR-VTT has 20 per video), and its rank is 1 + the number of *other videos'* captions scoring at
+    least as high (its own other captions never count against it). Reads the matrix in contiguous row
+    chunks, never transposed."""
     sim = _as_tensor(sim_t2v)
     owner = torch.as_tensor(np.asarray(caption_video), dtype=torch.long)
     n_videos = sim.shape[1]
@@ -62,9 +64,11 @@ def video_to_text_ranks(sim_t2v, caption_video: Sequence[int] | np.ndarray, chun
         raise ValueError("every video needs at least one caption")
     own = sim.gather(1, owner[:, None].to(sim.device)).squeeze(1).float().cpu()
     best = torch.full((n_videos,), -torch.inf).scatter_reduce(0, owner, own, "amax")
-    counts = torch.zeros(n_videos, dtype=torch.long)
+    counts = torch.ones(n_videos, dtype=torch.long)
+    videos = torch.arange(n_videos)
     for s in range(0, sim.shape[0], chunk):
-        counts += (sim[s : s + chunk].float().cpu() >= best[None, :]).sum(0)
+        other = owner[s : s + chunk, None] != videos[None, :]
+        counts += ((sim[s : s + chunk].float().cpu() >= best[None, :]) & other).sum(0)
     return counts.numpy()
 
 

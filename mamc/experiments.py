@@ -19,7 +19,7 @@ from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_pa
 from mamc.models import normalize_frames
 from mamc.qa import train_and_evaluate_qa
 from mamc.run import Run, resolve_device, use_threads
-from mamc.runs import ablation_runs, is_evaluated, load_trained, run_name, sweep_runs, topic_groups
+from mamc.runs import ablation_runs, is_evaluated, load_trained, sweep_runs, topic_groups
 from mamc.train import prepare, train
 
 
@@ -43,11 +43,11 @@ def evaluate_test(cfg: Config, name: str) -> dict:
     model = load_trained(cfg, name)
     device = resolve_device(cfg.device)
     feats = frozen_text_features(model, [r["caption"] for r in rows], run.text_cache, device)
-    v, t = embed_rows(model, rows, run.frame_cache, cfg, feats, device)
+    v, t, owner = embed_rows(model, rows, run.frame_cache, cfg, feats, device)
     sim = t @ v.T
-    out = video_text_retrieval(sim)
-    out["dsl"] = video_text_retrieval(sim, dsl=True)
-    ranks = gt_ranks(sim)
+    out = video_text_retrieval(sim, owner)
+    out["dsl"] = video_text_retrieval(sim, owner, dsl=True)
+    ranks = gt_ranks(sim, owner)
     topics = np.array([r.get("topic") for r in rows])
     out["per_topic_t2v_R@1"] = {str(k): float(np.mean(ranks[topics == k] <= 1) * 100) for k in sorted(set(topics.tolist()))}
     groups = topic_groups(cfg)
@@ -56,7 +56,7 @@ def evaluate_test(cfg: Config, name: str) -> dict:
         out[f"{g}_t2v_R@1"] = float(np.mean(ranks[mask] <= 1) * 100) if mask.any() else float("nan")
     summary = run.read("summary", name)
     out.update(name=name, method=summary["method"], seed=summary["seed"], margin=summary["margin"],
-               n_test=len(rows), best_step=summary["best"]["step"])
+               n_test=len(rows), n_test_videos=len(v), best_step=summary["best"]["step"])
     write_json(run.path("test", name), out)
     return out
 
@@ -80,7 +80,8 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
     return results
 
 
-def meta_step_by_hand(cfg: Config, run: str, batch_size: int = 64, steps: int = 1, seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+def meta_step_by_hand(cfg: Config, run: str, batch_size: int = 64, steps: int = 1,
+                      seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
     """`steps` bi-level steps of `mamc.meta.meta_step` on one training batch and one meta batch, starting from
     run `run`'s selected model and a fresh weighting MLP (the model itself is not updated): what notebook 03
     shows. Returns one row per training pair — its kind (clean or misaligned, head or tail topic), its loss,
@@ -96,7 +97,8 @@ def meta_step_by_hand(cfg: Config, run: str, batch_size: int = 64, steps: int = 
     def batch(rows: list[dict], stream: int):
         idx, frames = StepBatches(rows, data.cache, cfg.frames, batch_size, batch_size, 0, seed, stream)[0]
         part = [rows[i] for i in idx]
-        return part, normalize_frames(frames.to(device)), text_input(model, [r["caption"] for r in part], data.text_features, device)
+        text = text_input(model, [r["caption"] for r in part], data.text_features, device)
+        return part, normalize_frames(frames.to(device)), text
 
     (part, frames, text), (_, mframes, mtext) = batch(data.train, 0), batch(data.meta, 1)
 

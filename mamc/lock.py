@@ -16,9 +16,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 LOCK_NAME = ".lock"
 TOKEN_ENV = "MAMC_RUN_LOCK"

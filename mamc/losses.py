@@ -8,7 +8,7 @@ finite at θ = 0 and θ = π (where d acos/dc is infinite), and makes m = 0 redu
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

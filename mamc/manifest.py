@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, IO, Iterable, Iterator
+from typing import IO, Any
 
 REQUIRED = ("video_id", "video", "caption", "split")
 STRING_FIELDS = ("video_id", "video", "caption", "split", "source", "question", "answer")

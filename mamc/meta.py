@@ -9,7 +9,7 @@ step of the model on the weighted loss lowers the plain loss on a small, clean, 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn

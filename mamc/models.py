@@ -73,10 +73,10 @@ class TinyVideoEncoder(nn.Module):
 
 
 class HFVideoEncoder(nn.Module):
-    """A Hugging Face image backbone (e.g. CLIP ViT-B/32) applied per frame, then mean pooling or a temporal
-    transformer over frame features (CLIP4Clip's meanP / seqTransf)."""
+    """A Hugging Face image backbone (e.g. CLIP ViT-B/32) applied per frame, then a one-block temporal
+    transformer over the frame features and mean pooling (CLIP4Clip's seqTransf)."""
 
-    def __init__(self, model_id: str, out_dim: int, frames: int, temporal: str = "mean"):
+    def __init__(self, model_id: str, out_dim: int, frames: int):
         super().__init__()
         from transformers import AutoConfig, AutoModel, CLIPVisionModel
 
@@ -86,17 +86,16 @@ class HFVideoEncoder(nn.Module):
         else:
             self.backbone = AutoModel.from_pretrained(model_id)
         width = self.backbone.config.hidden_size
-        self.temporal = nn.ModuleList(Block(width, 8) for _ in range(1)) if temporal == "transformer" else None
-        self.pos_time = nn.Parameter(torch.zeros(1, frames, width)) if temporal == "transformer" else None
+        self.temporal = nn.ModuleList(Block(width, 8) for _ in range(1))
+        self.pos_time = nn.Parameter(torch.zeros(1, frames, width))
         self.head = nn.Linear(width, out_dim)
 
     def forward(self, frames: Tensor) -> Tensor:
         b, t = frames.shape[:2]
         feats = self.backbone(pixel_values=frames.flatten(0, 1)).pooler_output.view(b, t, -1)
-        if self.temporal is not None:
-            feats = feats + self.pos_time[:, :t]
-            for block in self.temporal:
-                feats = block(feats)
+        feats = feats + self.pos_time[:, :t]
+        for block in self.temporal:
+            feats = block(feats)
         return self.head(feats.mean(1))
 
 
@@ -164,7 +163,7 @@ def build_model(cfg: Config) -> DualEncoder:
         video: nn.Module = TinyVideoEncoder(cfg.frames, cfg.frame_size, cfg.video_width, cfg.video_depth,
                                             cfg.video_heads, cfg.embed_dim, cfg.patch_size)
     else:
-        video = HFVideoEncoder(cfg.video_backbone, cfg.embed_dim, cfg.frames, temporal="transformer")
+        video = HFVideoEncoder(cfg.video_backbone, cfg.embed_dim, cfg.frames)
     return DualEncoder(video, text, cfg.embed_dim, cfg.freeze_text, Temperature(cfg.temperature, cfg.learn_temperature))
 
 

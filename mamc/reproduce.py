@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import papermill as pm
+from nbformat.sign import NotebookNotary
 from tqdm.auto import tqdm
 
 from mamc.config import REPO_ROOT, config_fields, load_config, parse_overrides
@@ -63,8 +65,6 @@ def cell_position(executed: Path, index: int | None = None) -> tuple[int, str]:
     """1-based position of a cell among the notebook's own cells (papermill's injected parameters cell and error
     banner are not counted) and its first line: the cell at `index` of the executed notebook, or else the first
     cell with an error output."""
-    import nbformat
-
     added = {"injected-parameters", "papermill-error-cell-tag"}
     cells = nbformat.read(executed, as_version=4).cells
     own = [(i, c) for i, c in enumerate(cells) if not added & set(c.metadata.get("tags", []))]
@@ -112,7 +112,7 @@ def parse_params(pairs: list[str], declared: dict[str, set[str]]) -> tuple[dict,
 
 def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto", params: list[str] | None = None,
               only: list[str] | None = None, progress: bool = True, notebook_dir: Path = NOTEBOOK_DIR,
-              watchdog: Limits = Limits()) -> Path:
+              watchdog: Limits | None = None) -> Path:
     """Run the notebooks in order into `out`; returns the run folder. Holds the run folder's lock throughout;
     the watchdog stops a cell that shows no sign of life (see `mamc.watchdog`)."""
     out = Path(out).resolve()
@@ -134,7 +134,8 @@ def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto"
             start = time.time()
             try:
                 pm.execute_notebook(str(nb), str(target), parameters=inject, kernel_name=kernel, cwd=str(REPO_ROOT),
-                                    progress_bar=False, log_output=False, engine_name=ENGINE, watchdog=watchdog)
+                                    progress_bar=False, log_output=False, engine_name=ENGINE,
+                                    watchdog=watchdog or Limits())
             except pm.PapermillExecutionError as err:
                 cell, first_line = cell_position(target)
                 raise ReproduceError(
@@ -148,6 +149,7 @@ def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto"
             finally:
                 timings[nb.name] = round(time.time() - start, 1)
                 write_environment(cfg, timings)
+            NotebookNotary().sign(nbformat.read(target, as_version=4))
         write_json(out / "reproduce.json", {"profile": profile, "seed": seed, "device": device, "params": nb_params,
                                             "overrides": overrides, "notebooks": [p.name for p in selected]})
     return out

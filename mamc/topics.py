@@ -18,7 +18,6 @@ CAPTION_STOP_WORDS = sorted(ENGLISH_STOP_WORDS | {"video", "clip", "shows", "scr
 class TopicModel:
     labels: np.ndarray
     top_words: list[list[str]]
-    weights: np.ndarray
 
 
 def fit_topics(captions: list[str], n_topics: int, seed: int = 0, n_top_words: int = 8) -> TopicModel:
@@ -31,7 +30,7 @@ def fit_topics(captions: list[str], n_topics: int, seed: int = 0, n_top_words: i
     w = nmf.fit_transform(x)
     vocab = np.array(vec.get_feature_names_out())
     top = [vocab[np.argsort(c)[::-1][:n_top_words]].tolist() for c in nmf.components_]
-    return TopicModel(w.argmax(1), top, w)
+    return TopicModel(w.argmax(1), top)
 
 
 def agreement(true_topics: list[str], labels: np.ndarray) -> dict[str, float]:

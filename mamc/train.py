@@ -13,7 +13,6 @@ method (`mamc.losses.contrastive_loss`: InfoNCE, subtractive or additive angular
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -72,8 +71,8 @@ def lr_lambda(cfg: Config):
 
 
 def validate(model, data: TrainingData, cfg: Config, device) -> dict[str, float]:
-    v, t = embed_rows(model, data.val, data.cache, cfg, data.text_features, device)
-    res = video_text_retrieval(t @ v.T)
+    v, t, owner = embed_rows(model, data.val, data.cache, cfg, data.text_features, device)
+    res = video_text_retrieval(t @ v.T, owner)
     out = {f"val/{d}/{k}": x for d, m in res.items() for k, x in m.items()}
     out["val/rsum"] = sum(res[d][k] for d in res for k in ("R@1", "R@5", "R@10"))
     return out
@@ -161,8 +160,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
             alpha = cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr
             scalars.update(meta_step(
                 model, weight_net, weight_opt,
-                lambda m, p: losses_of(m, p, frames, text, b_local),
-                lambda m, p: losses_of(m, p, mframes, mtext, mb_local),
+                lambda m, p, f=frames, t=text: losses_of(m, p, f, t, b_local),
+                lambda m, p, f=mframes, t=mtext: losses_of(m, p, f, t, mb_local),
                 alpha, virtual_params, sync_grads=dist.average_grads,
                 normalize=cfg.normalize_weights, mean_fn=dist.mean, reduce_grads=dist.average_differentiable,
             ))
@@ -170,7 +169,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         with autocast:
             losses = losses_of(model, None, frames, text, b_local)
         with torch.no_grad():
-            weights = sample_weights(weight_net, losses, cfg.normalize_weights, dist.mean) if spec.meta else torch.ones_like(losses)
+            weights = (sample_weights(weight_net, losses, cfg.normalize_weights, dist.mean) if spec.meta
+                       else torch.ones_like(losses))
         loss = (weights * losses.float()).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -182,8 +182,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         # Logging, model selection on validation, and checkpoints.
         scalars.update(loss=float(loss.detach()), lr=sched.get_last_lr()[0], temperature=float(model.temperature()))
         sample_log += [{"step": step, "video_id": r["video_id"], "topic": r.get("topic"), "source": r.get("source", "original"),
-                        "aligned": r.get("aligned"), "loss": float(l), "weight": float(w)}
-                       for r, l, w in zip(part, losses.detach().float().cpu(), weights.float().cpu())]
+                        "aligned": r.get("aligned"), "loss": float(loss_i), "weight": float(w)}
+                       for r, loss_i, w in zip(part, losses.detach().float().cpu(), weights.float().cpu())]
         steps_done += 1
         done = step + 1
         if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):

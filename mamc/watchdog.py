@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from queue import Empty
 
 import psutil
-
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.client import timestamp
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
@@ -126,7 +125,7 @@ class Watch:
         return None
 
 
-def _watch_loop(client: "WatchedClient", stop: threading.Event) -> None:
+def _watch_loop(client: WatchedClient, stop: threading.Event) -> None:
     watch, cpu = client.watch, None
     while not stop.wait(watch.limits.poll):
         pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
@@ -205,9 +204,9 @@ class WatchdogEngine(NBClientEngine):
 
     @classmethod
     def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
-                                 start_timeout=60, execution_timeout=None, watchdog: Limits = Limits(), **kwargs):
+                                 start_timeout=60, execution_timeout=None, watchdog: Limits | None = None, **kwargs):
         kwargs.pop("input_path", None)
-        client = WatchedClient(nb_man, Watch(watchdog), timeout=execution_timeout, startup_timeout=start_timeout,
+        client = WatchedClient(nb_man, Watch(watchdog or Limits()), timeout=execution_timeout, startup_timeout=start_timeout,
                                kernel_name=kernel_name, log=QUIET, log_output=log_output,
                                stdout_file=stdout_file, stderr_file=stderr_file, **kwargs)
         return client.execute()

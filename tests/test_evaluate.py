@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from mamc.evaluate import (
-    dual_softmax, gt_ranks, mean_ci, multiple_choice_accuracy, open_ended_accuracy, retrieval_metrics,
+    dual_softmax,
+    gt_ranks,
+    mean_ci,
+    multiple_choice_accuracy,
+    open_ended_accuracy,
+    retrieval_metrics,
     video_text_retrieval,
 )
 

@@ -26,7 +26,7 @@ def test_clip_vision_backbone_by_local_path_with_temporal_transformer(tmp_path):
 
     CLIPVisionModel(CLIPVisionConfig(image_size=32, patch_size=16, hidden_size=32, intermediate_size=64,
                                      num_hidden_layers=1, num_attention_heads=2)).save_pretrained(tmp_path)
-    enc = HFVideoEncoder(str(tmp_path), out_dim=8, frames=3, temporal="transformer")
+    enc = HFVideoEncoder(str(tmp_path), out_dim=8, frames=3)
     out = enc(torch.randn(2, 3, 3, 32, 32))
     out.sum().backward()
     patch = next(p for n, p in enc.backbone.named_parameters() if "patch_embedding" in n)

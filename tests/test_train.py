@@ -7,9 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.multiprocessing as mp
+
 from mamc.checkpoint import checkpoint_tensors
 from mamc.run import Run
-from mamc.runs import METHODS, weight_net_snapshots
+from mamc.runs import weight_net_snapshots
 from mamc.train import train
 
 

@@ -18,14 +18,20 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mamc.caption.grid import video_grid
-from mamc.caption.vlm import (Captioner, generate_captions, generate_video_captions, load_captioner,
-                              video_backend_available, video_seed)
+from mamc.caption.vlm import (
+    Captioner,
+    generate_captions,
+    generate_video_captions,
+    load_captioner,
+    video_backend_available,
+    video_seed,
+)
 from mamc.config import Config
+from mamc.data.prepare import load_rows
 from mamc.data.synthetic import ATTRIBUTES, parse_attributes
 from mamc.data.video import VideoError, keyframes, probe, read_frames, sample_indices
 from mamc.lock import locked
 from mamc.manifest import append_jsonl, iter_jsonl, update_failures, write_json
-from mamc.data.prepare import load_rows
 from mamc.run import Run, resolve_device
 
 MAX_CANDIDATE_FRAMES = 64
@@ -60,7 +66,8 @@ def output_path(cfg: Config, shard: int, num_shards: int) -> Path:
 
 
 def failures_path(cfg: Config, shard: int, num_shards: int) -> Path:
-    return output_path(cfg, shard, num_shards).with_name(output_path(cfg, shard, num_shards).name.replace("captions", "caption_failures"))
+    out = output_path(cfg, shard, num_shards)
+    return out.with_name(out.name.replace("captions", "caption_failures"))
 
 
 def finished_ids(path: Path) -> set[str]:

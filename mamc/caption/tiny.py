@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -48,12 +48,19 @@ def build_tokenizer(texts: list[str]):
 
 def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: int = 128, seed: int = 0):
     """An untrained tiny LLaVA (processor, model) whose tokenizer covers `texts`."""
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     torch.manual_seed(seed)
     tok = build_tokenizer(texts)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                         crop_size={"height": image_size, "width": image_size})
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch,
                                vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
                                num_additional_image_tokens=1)
@@ -136,8 +143,8 @@ def train_embedded_captioner(cfg, progress: bool = True) -> dict:
     Returns the loss curve and sizes."""
     from mamc.caption.grid import video_grid
     from mamc.caption.jobs import candidate_frames, captioner_name
-    from mamc.data.video import sample_indices
     from mamc.data.prepare import load_rows
+    from mamc.data.video import sample_indices
     from mamc.manifest import write_json
 
     rows = load_rows(cfg, "meta")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mamc.manifest import ManifestError, read_manifest, write_jsonl
 

@@ -70,7 +70,8 @@ def describe(attrs: dict, rng: np.random.Generator) -> str:
     size = str(rng.choice(SIZES[attrs["size"]]))
     event = ""
     if attrs.get("change_to"):
-        event = str(rng.choice([f" and then turns {attrs['change_to']}", f", changing from {attrs['color']} to {attrs['change_to']}"]))
+        event = str(rng.choice([f" and then turns {attrs['change_to']}",
+                                f", changing from {attrs['color']} to {attrs['change_to']}"]))
     text = str(rng.choice(TEMPLATES)).format(
         size=size, Size=size.capitalize(), color=attrs["color"], shape=rng.choice(SHAPES[attrs["shape"]]),
         motion=rng.choice(DIRECTIONS[attrs["direction"]]), event=event,

@@ -6,9 +6,10 @@ reader is opened per video and dropped at once, and the frame cache means traini
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import av
 import numpy as np
@@ -205,7 +206,7 @@ def build_frame_cache(
                 failures[vid] = {"video_id": vid, "video": str(path), "reason": str(err)}
                 counts["failed"] += 1
                 continue
-            atomic_write(target, lambda fh: np.save(fh, frames))
+            atomic_write(target, lambda fh, clip=frames: np.save(fh, clip))
             counts["decoded"] += 1
     finally:
         update_failures(cache_dir / "failures.jsonl", attempted, failures,

@@ -5,8 +5,8 @@ raises `MissingArtifact` naming the notebook or command that makes them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,8 +20,7 @@ from mamc.meta import WeightNet
 from mamc.report import plots
 from mamc.report.tables import aggregate, run_results
 from mamc.run import TRAIN, MissingArtifact, Run
-from mamc.runs import (run_name, sweep_runs, topic_groups, training_log, weight_net_snapshots, weighted_method,
-                       weighted_samples)
+from mamc.runs import run_name, sweep_runs, topic_groups, training_log, weight_net_snapshots, weighted_method, weighted_samples
 from mamc.topics import top_words_by_true_topic
 
 

@@ -3,8 +3,8 @@
 safe), sizes in inches for one- and two-column layouts."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt

@@ -186,7 +186,8 @@ def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.Data
         q = json.loads(quality.read_text())
         table = pd.DataFrame({"VLM captions": q["generated"], "original captions": q["original"]}).T.round(1)
         parts += ["## The captioner", "", f"Percent of {q['n']} training captions that state each attribute correctly "
-                  "(missing or ambiguous counts as wrong).", "", table.rename_axis("captions").reset_index().to_markdown(index=False), ""]
+                  "(missing or ambiguous counts as wrong).", "",
+                  table.rename_axis("captions").reset_index().to_markdown(index=False), ""]
     return "\n".join(parts)
 
 

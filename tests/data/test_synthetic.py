@@ -73,7 +73,7 @@ def test_clips_are_real_h264_and_show_their_attributes(smoke_cfg):
     attrs = dict(sample_attributes("red circle", rng), direction="right", change_to="blue", size="large")
     frames = render(attrs, 8, 32, rng).astype(int)
     red, blue = np.array(COLORS["red"]), np.array(COLORS["blue"])
-    centre_x = lambda f, c: np.argwhere((np.abs(f - c).sum(-1) < 30))[:, 1].mean()  # noqa: E731
+    centre_x = lambda f, c: np.argwhere(np.abs(f - c).sum(-1) < 30)[:, 1].mean()  # noqa: E731
     assert centre_x(frames[0], red) < centre_x(frames[-1], blue)
 
 

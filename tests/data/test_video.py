@@ -6,7 +6,14 @@ import pytest
 
 from mamc.data.synthetic import write_video
 from mamc.data.video import (
-    VideoError, build_frame_cache, keyframes, load_cached, probe, read_frames, sample_indices, window,
+    VideoError,
+    build_frame_cache,
+    keyframes,
+    load_cached,
+    probe,
+    read_frames,
+    sample_indices,
+    window,
 )
 
 

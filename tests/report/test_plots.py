@@ -5,9 +5,9 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
+from mamc.meta import WeightNet
 from mamc.report import plots
 from mamc.report.figures import curve_values
-from mamc.meta import WeightNet
 
 
 def saved(fig, tmp_path, name):
