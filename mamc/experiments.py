@@ -4,15 +4,21 @@ result is a JSON file in the run's logs folder, so that tables and figures can b
 alone."""
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from mamc.config import Config
 from mamc.data.loaders import StepBatches
 from mamc.data.prepare import ensure_frames, load_rows
 from mamc.embed import embed_rows, frozen_text_features, text_input
 from mamc.evaluate import gt_ranks, video_text_retrieval
+from mamc.lock import run_lock, shared_with_children
 from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
 from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
@@ -23,15 +29,36 @@ from mamc.runs import ablation_runs, is_evaluated, load_trained, sweep_runs, top
 from mamc.train import prepare, train
 
 
+def _train_job(job: tuple) -> dict:
+    cfg, method, seed, name, progress = job
+    return train(cfg, method, seed, name=name, progress=progress)
+
+
+def _qa_job(job: tuple) -> dict:
+    cfg, name, method, seed = job
+    return train_and_evaluate_qa(cfg, name, method, seed)
+
+
+def _in_parallel(cfg: Config, fn: Callable[[tuple], dict], jobs: list[tuple], desc: str, progress: bool) -> list[dict]:
+    """`fn` over independent jobs, in `cfg.parallel_runs` worker processes (spawned: each starts clean, with the
+    run folder's lock shared) or in this process; results in the jobs' order, identical either way."""
+    if cfg.parallel_runs <= 1 or len(jobs) <= 1:
+        return [fn(job) for job in jobs]
+    with run_lock(cfg.run_path, f"mamc {desc}") as lock, shared_with_children(lock):
+        pool = ProcessPoolExecutor(min(cfg.parallel_runs, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+        with pool:
+            return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress, unit="run"))
+
+
 def run_experiments(cfg: Config, methods: list[str] | None = None, sweep: bool = True, progress: bool = True) -> list[dict]:
     """Train the ablation — every seed of each method of `cfg.methods` that is in `methods` (None: all) — and,
     with `sweep`, the margin sweep; finished runs are skipped. Returns the training summaries."""
-    summaries = [train(cfg, m, s, progress=progress) for _, m, s in ablation_runs(cfg) if methods is None or m in methods]
+    inline = cfg.parallel_runs <= 1 and progress
+    jobs = [(cfg, m, s, None, inline) for _, m, s in ablation_runs(cfg) if methods is None or m in methods]
     if sweep:
         trained = {name for name, _, _ in ablation_runs(cfg)}
-        summaries += [train(run_cfg, "margin", cfg.seeds[0], name=name, progress=progress)
-                      for name, run_cfg in sweep_runs(cfg) if name not in trained]
-    return summaries
+        jobs += [(run_cfg, "margin", cfg.seeds[0], name, inline) for name, run_cfg in sweep_runs(cfg) if name not in trained]
+    return _in_parallel(cfg, _train_job, jobs, "train", progress)
 
 
 def evaluate_test(cfg: Config, name: str) -> dict:
@@ -72,11 +99,12 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
     for entry in entries:
         first.setdefault(entry[1], entry)
     results = []
-    for run_cfg, name, method, seed in first.values():
+    for run_cfg, name, _, _ in first.values():
         done = skip_done and is_evaluated(run_cfg, name)
         results.append(Run(run_cfg).read("test", name) if done else evaluate_test(run_cfg, name))
-        if qa and method is not None:
-            train_and_evaluate_qa(cfg, name, method, seed, progress)
+    if qa:
+        jobs = [(cfg, name, method, seed) for _, name, method, seed in first.values() if method is not None]
+        _in_parallel(cfg, _qa_job, jobs, "qa", progress)
     return results
 
 

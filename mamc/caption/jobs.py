@@ -35,6 +35,7 @@ from mamc.manifest import append_jsonl, iter_jsonl, update_failures, write_json
 from mamc.run import Run, resolve_device
 
 MAX_CANDIDATE_FRAMES = 64
+MAX_RESAMPLES = 5
 
 
 def candidate_frames(path: str | Path, cfg: Config) -> np.ndarray:
@@ -99,6 +100,26 @@ def ensure_captioner(cfg: Config, model: str | None = None, retrain: bool = Fals
     return train_embedded_captioner(cfg, progress)
 
 
+def within_length(cap: Captioner, cfg: Config, generate, inputs: list, rows: list[dict],
+                  texts: list[str]) -> tuple[list[str | None], list[int]]:
+    """The recipe's length rule (the authors' demo: at most 40 tokens): a longer caption is sampled again, with
+    seeds derived from the video's, up to MAX_RESAMPLES times; None when no sample fits. Returns the captions
+    and how many times each was resampled."""
+    def too_long(text: str) -> bool:
+        return len(cap.processor.tokenizer(text, add_special_tokens=False).input_ids) > cfg.max_caption_tokens
+
+    out, tries = list(texts), [0] * len(texts)
+    for i, row in enumerate(rows):
+        while cfg.max_caption_tokens and out[i] is not None and too_long(out[i]):
+            if tries[i] == MAX_RESAMPLES:
+                out[i] = None
+                break
+            tries[i] += 1
+            seed = video_seed(cfg.seed, f"{row['video_id']}#{tries[i]}")
+            out[i] = generate(cap, inputs[i : i + 1], cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens, seed=[seed])[0]
+    return out, tries
+
+
 @locked("mamc caption")
 def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_shards: int = 1, limit: int | None = None,
                    captioner: Captioner | None = None, progress: bool = True, rows: list[dict] | None = None) -> dict:
@@ -123,8 +144,8 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
         update_failures(failed, set(), {}, done)
         return stats
     cap = captioner or load_captioner(captioner_name(cfg, model), resolve_device(cfg.device), cfg.dtype)
-    provenance = {"model": cap.name, "revision": cap.revision, "input": cfg.caption_input, "prompt": cfg.prompt,
-                  "temperature": cfg.gen_temperature,
+    provenance = {"model": cap.name, "revision": cap.revision, "recipe": cfg.caption_recipe, "input": cfg.caption_input,
+                  "prompt": cfg.prompt, "temperature": cfg.gen_temperature, "max_caption_tokens": cfg.max_caption_tokens,
                   "max_new_tokens": cfg.max_new_tokens, "grid": [cfg.grid_rows, cfg.grid_cols], "cell": cfg.grid_cell,
                   "seed": cfg.seed}
     attempted, failures = set(), {}
@@ -152,14 +173,18 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
             generate = generate_captions if cfg.caption_input == "grid" else generate_video_captions
             seeds = [video_seed(cfg.seed, r["video_id"]) for r in batch]
             texts = generate(cap, inputs, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens, seed=seeds) if inputs else []
+            texts, resampled = within_length(cap, cfg, generate, inputs, batch, texts)
             stats["seconds"]["generate"] += time.time() - t
-            for row, text, sample_seed in zip(batch, texts, seeds):
+            for row, text, sample_seed, tries in zip(batch, texts, seeds, resampled):
+                if text is None:
+                    fail(row, f"no caption within {cfg.max_caption_tokens} tokens in {MAX_RESAMPLES + 1} samples")
+                    continue
                 if not text:
                     fail(row, "empty generation")
                     continue
                 out_row = {"video_id": row["video_id"], "video": row["video"], "caption": text, "split": "train",
                            "source": "vlm", "topic": row.get("topic"), "sample_seed": sample_seed,
-                           "provenance": provenance}
+                           "resampled": tries, "provenance": provenance}
                 if "attributes" in row:
                     parsed = parse_attributes(text)
                     out_row["aligned"] = all(parsed[a] == row["attributes"][a] for a in ATTRIBUTES)

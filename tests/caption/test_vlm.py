@@ -200,3 +200,35 @@ def test_the_captioner_is_trained_when_missing_and_never_retrained_under_existin
     output_path(cfg, 0, 1).write_text('{"video_id": "x"}\n')
     with pytest.raises(ValueError, match="retraining it would change the data under them"):
         ensure_captioner(cfg, retrain=True)
+
+
+def test_recipes_set_prompt_and_length_rule_and_explicit_settings_win():
+    from mamc.config import load_config
+
+    paper, demo = load_config("smoke"), load_config("smoke", caption_recipe="demo")
+    assert paper.prompt == "In a sentence, describe the process in the video." and paper.max_caption_tokens == 0
+    assert demo.prompt.startswith("Write a caption sentence for the video in order") and demo.max_caption_tokens == 40
+    assert load_config("smoke", caption_recipe="demo", prompt="Describe it.").prompt == "Describe it."
+    with pytest.raises(ValueError, match="caption_recipe='other' is not one of paper, demo"):
+        load_config("smoke", caption_recipe="other")
+
+
+def test_long_captions_are_resampled_and_recorded(smoke_cfg, tiny_checkpoint, monkeypatch, tmp_path):
+    cfg = private_run(smoke_cfg, tmp_path, grid_cell=8, max_caption_tokens=3)
+    rows = read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "train")[:3]
+    long, short, seeds = "a red ball moves to the left", "a red ball", []
+
+    def fake(cap, grids, prompt, temperature, tokens, seed):
+        seeds.append(list(seed))
+        if len(grids) > 1:  # the batch: the first video too long, the second fine, the third always too long
+            return [long, short, long]
+        return [short if len(seeds) == 2 else long]
+
+    monkeypatch.setattr(jobs, "generate_captions", fake)
+    caption_videos(cfg, captioner=load_captioner(str(tiny_checkpoint)), rows=rows, progress=False)
+    written = {r["video_id"]: r for r in read_manifest(output_path(cfg, 0, 1))}
+    assert (written[rows[0]["video_id"]]["caption"], written[rows[0]["video_id"]]["resampled"]) == (short, 1)
+    assert written[rows[1]["video_id"]]["resampled"] == 0 and rows[2]["video_id"] not in written
+    failure = output_path(cfg, 0, 1).with_name("caption_failures.jsonl").read_text()
+    assert "no caption within 3 tokens in 6 samples" in failure
+    assert len(seeds) == 1 + 1 + 5 and len({s for batch in seeds for s in batch}) == 3 + 1 + 5
