@@ -5,6 +5,7 @@ alone."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
@@ -39,13 +40,23 @@ def _qa_job(job: tuple) -> dict:
     return train_and_evaluate_qa(cfg, name, method, seed)
 
 
+def _quiet_worker() -> None:
+    """A worker prints nothing of its own: no weight-loading bars or load reports from transformers."""
+    import transformers
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def _in_parallel(cfg: Config, fn: Callable[[tuple], dict], jobs: list[tuple], desc: str, progress: bool) -> list[dict]:
     """`fn` over independent jobs, in `cfg.parallel_runs` worker processes (spawned: each starts clean, with the
     run folder's lock shared) or in this process; results in the jobs' order, identical either way."""
     if cfg.parallel_runs <= 1 or len(jobs) <= 1:
         return [fn(job) for job in jobs]
     with run_lock(cfg.run_path, f"mamc {desc}") as lock, shared_with_children(lock):
-        pool = ProcessPoolExecutor(min(cfg.parallel_runs, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(min(cfg.parallel_runs, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_quiet_worker)
         with pool:
             return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress, unit="run"))
 
