@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config("default", run_dir=tmp, n_train=args.videos, n_val=1, n_test=1, n_qa=0, n_meta_per_topic=1)
-        rows = read_manifest(generate_corpus(cfg, progress=False))
+        rows = read_manifest(generate_corpus(cfg, progress=False), "train")
         if args.model:
             cap = load_captioner(args.model)
         else:

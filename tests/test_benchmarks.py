@@ -1,0 +1,21 @@
+"""The benchmark scripts still run (on tiny sizes) and print their tables: they are how the docs' figures are
+made, so they must not rot while nothing else calls them."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.mark.parametrize("script, args, expect", [
+    ("decode.py", ["--clips", "3", "--frames", "2"], "cache clips/s"),
+    ("caption.py", ["--videos", "4", "--batch", "2", "--tokens", "2"], "batched / one-at-a-time"),
+    ("retrieval_eval.py", ["--sizes", "300"], "extra peak MiB"),
+    ("meta_step.py", ["--steps", "1", "--batch", "4"], "meta, exact"),
+])
+def test_benchmark_prints_its_table(script, args, expect):
+    out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert expect in out.stdout
