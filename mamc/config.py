@@ -149,7 +149,7 @@ _AT_MOST = dict(n_topics=EMBEDDED_TOPICS, noise_rate=1.0, margin=math.pi)
 _POSITIVE = ("temperature", "lr", "meta_lr", "grad_clip")
 _CHOICES = dict(meta_params=("all", "head"), caption_input=("grid", "frames"), caption_recipe=tuple(CAPTION_RECIPES),
                 dtype=("auto", "float32", "bfloat16", "float16"))
-_TYPE_WORDS = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+_TYPE_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
 
 
 def config_fields() -> dict[str, type]:
@@ -174,8 +174,8 @@ def coerce(name: str, value: Any) -> Any:
             return tuple(kind(v) for v in value.split(",") if v)
         return kind(value)
     except ValueError:
-        what = f"a comma-separated list of {_TYPE_WORDS[kind].removeprefix('an ').removeprefix('a ')}s" \
-            if isinstance(default, tuple) else _TYPE_WORDS[kind]
+        one, many = _TYPE_WORDS[kind]
+        what = f"a comma-separated list of {many}" if isinstance(default, tuple) else one
         raise ValueError(f"{name} expects {what}, got {value!r}") from None
 
 

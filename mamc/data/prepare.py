@@ -2,6 +2,8 @@
 embedded corpus made on demand, and the frame cache filled once per video."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from mamc.config import Config
 from mamc.data.video import build_frame_cache
 from mamc.lock import locked
@@ -22,7 +24,7 @@ def load_rows(cfg: Config, split: str | None = None, with_vlm: bool = False) -> 
     return rows
 
 
-def prepare_corpus(cfg: Config, regenerate: bool = False):
+def prepare_corpus(cfg: Config, regenerate: bool = False) -> Path:
     """The run's manifest: the embedded corpus is generated (once, or again with `regenerate`); a public
     dataset (`cfg.dataset`, e.g. the paper profile's MSR-VTT) must have been ingested into the run folder."""
     path = Run(cfg).path("manifest")

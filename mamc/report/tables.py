@@ -61,10 +61,14 @@ def wide(agg: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return table.reindex(index=list(dict.fromkeys(sub["method"])), columns=[m for m in metrics if m in table])
 
 
+def _flat(table: pd.DataFrame) -> pd.DataFrame:
+    """A named index becomes ordinary columns, as in a paper's table (no tuple-valued row labels)."""
+    return table.reset_index() if table.index.name or isinstance(table.index, pd.MultiIndex) else table
+
+
 def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> list[Path]:
-    """`name.csv`, `name.md` and `name.tex` (booktabs) in out_dir; the index becomes ordinary columns, as in a
-    paper's table."""
-    flat = table.reset_index() if table.index.name or isinstance(table.index, pd.MultiIndex) else table
+    """`name.csv`, `name.md` and `name.tex` (booktabs) in out_dir, laid out as by `_flat`."""
+    flat = _flat(table)
     paths = [Path(out_dir) / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
     write_text(paths[0], flat.to_csv(index=False))
     write_text(paths[1], f"{caption}\n\n{flat.to_markdown(index=False)}\n")
@@ -160,7 +164,7 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
 def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.DataFrame, str]]) -> str:
     """RESULTS.md of a run: every table with its automatic reading, written from the numbers alone (docs/RESULTS.md
     is a copy of the default run's)."""
-    md = lambda t: t.reset_index().to_markdown(index=False) if t.index.name else t.to_markdown(index=False)  # noqa: E731
+    md = lambda t: _flat(t).to_markdown(index=False)  # noqa: E731
     parts = [
         f"# Results of a `{cfg.profile}` run", "",
         f"Written by `mamc reproduce` (notebook 05, or `mamc evaluate`) from the run folder's `tables/`, `metrics.json` "
