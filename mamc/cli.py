@@ -51,8 +51,10 @@ def cmd_synth(args) -> int:
 def cmd_ingest(args) -> int:
     from mamc.data.ingest import ingest
 
-    rows = ingest(args.dataset, args.annotations, args.out, split=args.split, videos=args.videos, extra=args.extra)
-    print(f"{len(rows)} rows → {args.out}")
+    rows = ingest(args.dataset, args.annotations, args.out, split=args.split, videos=args.videos, extra=args.extra,
+                  val=args.val, meta_per_concept=args.meta_per_concept, seed=args.seed)
+    counts = {s: sum(r["split"] == s for r in rows) for s in dict.fromkeys(r["split"] for r in rows)}
+    print(f"{len(rows)} rows {counts} → {args.out}")
     return 0
 
 
@@ -164,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="split name for the rows (default: from the files where they say)")
     p.add_argument("--videos", default="videos", help="video folder, relative to the data root")
     p.add_argument("--extra", nargs="*", default=[], help="extra files, e.g. the MSR-VTT 9k train list")
+    p.add_argument("--val", type=int, default=0, metavar="N", help="carve a val split of N training videos")
+    p.add_argument("--meta-per-concept", type=int, default=0, metavar="K",
+                   help="carve a meta split of K clean training videos per concept (see mamc/data/splits.py)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the val/meta draws")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("frames", help="decode every video once into the frame cache")

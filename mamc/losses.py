@@ -36,6 +36,11 @@ def additive_positive(cos: Tensor, margin: float) -> Tensor:
     return cos * math.cos(margin) - _sin_of_angle(cos) * math.sin(margin)
 
 
+def _upcast(x: Tensor) -> Tensor:
+    """Half precision is computed in float32 (acos and exp need the range); float64 stays float64."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _margin_nce(
     video: Tensor,
     text: Tensor,
@@ -50,10 +55,10 @@ def _margin_nce(
     `video_all`/`text_all` are the candidates (the batch gathered across ranks under DDP); local row i is
     candidate `offset + i`.
     """
-    v = F.normalize(video.float(), dim=-1)
-    t = F.normalize(text.float(), dim=-1)
-    v_all = v if video_all is None else F.normalize(video_all.float(), dim=-1)
-    t_all = t if text_all is None else F.normalize(text_all.float(), dim=-1)
+    v = F.normalize(_upcast(video), dim=-1)
+    t = F.normalize(_upcast(text), dim=-1)
+    v_all = v if video_all is None else F.normalize(_upcast(video_all), dim=-1)
+    t_all = t if text_all is None else F.normalize(_upcast(text_all), dim=-1)
     n = v.shape[0]
     idx = torch.arange(n, device=v.device)
     target = idx + offset

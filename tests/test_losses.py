@@ -92,3 +92,14 @@ def test_dispatch_and_learnable_temperature():
     assert temp.log_t.grad is not None and torch.isfinite(temp.log_t.grad)
     with pytest.raises(ValueError, match="unknown contrastive loss"):
         contrastive_loss("cosface", video, text, 0.1, 0.1)
+
+
+def test_float64_stays_float64_and_half_precision_is_upcast():
+    from mamc.losses import angular_margin_nce
+
+    g = torch.Generator().manual_seed(0)
+    v, t = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randn(6, 8, generator=g, dtype=torch.float64)
+    exact = angular_margin_nce(v, t, 0.2, 0.05)
+    assert exact.dtype == torch.float64
+    assert angular_margin_nce(v.half(), t.half(), 0.2, 0.05).dtype == torch.float32
+    torch.testing.assert_close(angular_margin_nce(v.float(), t.float(), 0.2, 0.05), exact.float(), rtol=1e-4, atol=1e-4)

@@ -54,7 +54,7 @@ def msrvtt(files: list[str], videos: str, split: str | None, extra: list[str]) -
     test_ids = {r["video_id"] for r in test_rows}
     rows = []
     split_of = {v["video_id"]: v.get("split", "train") for v in data["videos"]}
-    category = {v["video_id"]: str(v.get("category", "")) for v in data["videos"]}
+    category = {v["video_id"]: f"category {v['category']}" for v in data["videos"] if "category" in v}
     for i, s in enumerate(data["sentences"]):
         _need(s, ("video_id", "caption"), f"{files[0]}: sentences[{i}]")
         vid = s["video_id"]
@@ -62,10 +62,10 @@ def msrvtt(files: list[str], videos: str, split: str | None, extra: list[str]) -
             continue
         rows.append({"video_id": vid, "video": f"{videos}/{vid}.mp4", "caption": s["caption"].strip(),
                      "split": split or ("train" if train_ids is not None else split_of.get(vid, "train")),
-                     "source": "original", "topic": category.get(vid, "")})
+                     "source": "original", "topic": category.get(vid)})
     for r in test_rows:
         rows.append({"video_id": r["video_id"], "video": f"{videos}/{r['video_id']}.mp4", "caption": r["sentence"].strip(),
-                         "split": "test", "source": "original"})
+                     "split": "test", "source": "original", "topic": category.get(r["video_id"])})
     return rows
 
 
@@ -202,11 +202,17 @@ FORMATS: dict[str, Callable[[list[str], str, str | None, list[str]], list[dict]]
 
 
 def ingest(dataset: str, files: list[str], out: str | Path | None = None, split: str | None = None,
-           videos: str = "videos", extra: list[str] | None = None) -> list[dict]:
-    """Parse annotation files of `dataset` into validated manifest rows, written atomically to `out` if given."""
+           videos: str = "videos", extra: list[str] | None = None, val: int = 0, meta_per_concept: int = 0,
+           seed: int = 0) -> list[dict]:
+    """Parse annotation files of `dataset` into validated manifest rows, written atomically to `out` if given.
+    With `val` or `meta_per_concept`, those splits are carved out of the training rows (`mamc.data.splits`)."""
     if dataset not in FORMATS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(FORMATS))}")
     rows = FORMATS[dataset]([str(f) for f in files], videos.rstrip("/"), split, [str(f) for f in extra or []])
+    if val or meta_per_concept:
+        from mamc.data.splits import carve_splits
+
+        rows, _ = carve_splits(rows, val, meta_per_concept, seed)
     if out is not None:
         write_jsonl(out, rows)
     return rows

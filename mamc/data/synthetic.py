@@ -196,9 +196,13 @@ def qa_rows(clips: list[dict], n: int, rng: np.random.Generator, split: str) -> 
 def generate_corpus(cfg: Config, out_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Write videos, `manifest.jsonl` and `DATA_CARD.md` under `out_dir` (default: the run's data folder).
 
-    Deterministic from `cfg.seed`. Returns the manifest path.
+    Deterministic from `cfg.seed`. Returns the manifest path. Refuses to write over an ingested dataset.
     """
     out = Path(out_dir) if out_dir is not None else cfg.data_dir
+    existing = out / "manifest.jsonl"
+    if cfg.dataset != "embedded" or (existing.exists() and not _is_embedded(existing)):
+        raise ValueError(f"{existing} is (or is to be) the ingested dataset {cfg.dataset!r}: the embedded corpus would "
+                         "overwrite it and write clips among its videos; generate it in another run folder")
     rng = np.random.default_rng(cfg.seed)
     plan = _split_topics(cfg, rng)
     rows: list[dict] = []
@@ -230,6 +234,13 @@ def generate_corpus(cfg: Config, out_dir: str | Path | None = None, progress: bo
     write_json(out / "corpus.json", corpus_stats(rows, cfg))
     write_text(out / "DATA_CARD.md", data_card(rows, cfg))
     return manifest
+
+
+def _is_embedded(manifest: Path) -> bool:
+    """Whether a manifest was written by this generator (its rows carry the true attributes)."""
+    with open(manifest, encoding="utf-8") as fh:
+        first = fh.readline()
+    return not first.strip() or "attributes" in json.loads(first)
 
 
 def corpus_stats(rows: list[dict], cfg: Config) -> dict:

@@ -107,3 +107,18 @@ def test_split_summary_reports_noise_and_balance(smoke_cfg):
     table = split_summary(json.loads((smoke_cfg.data_dir / "corpus.json").read_text()))
     assert table.loc["train", "clips"] == smoke_cfg.n_train and table.loc["test", "misaligned"] == 0
     assert table.loc["meta", "max clips/topic"] == table.loc["meta", "min clips/topic"] == smoke_cfg.n_meta_per_topic
+
+
+def test_synth_never_writes_over_an_ingested_dataset(smoke_cfg, tmp_path):
+    import pytest
+
+    from mamc.manifest import write_jsonl
+
+    ingested = tmp_path / "data" / "manifest.jsonl"
+    write_jsonl(ingested, [{"video_id": "video7", "video": "videos/video7.mp4", "caption": "a man sings", "split": "train"}])
+    before = ingested.read_bytes()
+    with pytest.raises(ValueError, match="ingested dataset"):
+        generate_corpus(replace(smoke_cfg, run_dir=str(tmp_path)), progress=False)
+    with pytest.raises(ValueError, match="ingested dataset 'MSR-VTT'"):
+        generate_corpus(replace(smoke_cfg, run_dir=str(tmp_path / "other"), dataset="MSR-VTT"), progress=False)
+    assert ingested.read_bytes() == before and not (tmp_path / "data" / "videos").exists()
