@@ -3,6 +3,7 @@
 safe), sizes in inches for one- and two-column layouts."""
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -165,14 +166,16 @@ def method_bars(table: pd.DataFrame, metric: str):
 
 
 def grids_with_captions(images: Sequence, captions: Sequence[Sequence[str]], labels: Sequence[str]):
-    """Keyframe grids (one per column) with their captions underneath, one line per label."""
+    """Keyframe grids (one per column) with their captions underneath, one label per paragraph, each wrapped to
+    its column's width."""
     use_style()
-    fig, axes = plt.subplots(1, len(images), figsize=(TWO_COLUMN, TWO_COLUMN / len(images) + 0.9), squeeze=False)
+    width = max(16, 128 // len(images))
+    fig, axes = plt.subplots(1, len(images), figsize=(TWO_COLUMN, TWO_COLUMN / len(images) + 1.6), squeeze=False)
     for ax, img, caps in zip(axes[0], images, captions):
         ax.imshow(img)
         ax.axis("off")
-        text = "\n".join(f"{label}: {c}" for label, c in zip(labels, caps))
-        ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top", fontsize=5.5, wrap=True)
+        text = "\n".join(textwrap.fill(f"{label}: {c}", width) for label, c in zip(labels, caps))
+        ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top", fontsize=5.5)
     return fig
 
 
