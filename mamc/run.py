@@ -94,6 +94,10 @@ class Run:
     def path(self, artifact: str, run: str | None = None) -> Path:
         return self.root / ARTIFACTS[artifact][0].format(run=run)
 
+    def caption_files(self) -> list[Path]:
+        """The VLM caption files: `captions.jsonl`, or one per shard of a sharded caption job."""
+        return sorted(self.data.glob("captions*.jsonl"))
+
     def need(self, artifact: str, run: str | None = None) -> Path:
         """The artifact's path; raises `MissingArtifact` naming its producer when it does not exist."""
         path = self.path(artifact, run)

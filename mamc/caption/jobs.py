@@ -89,11 +89,11 @@ def ensure_captioner(cfg: Config, model: str | None = None, retrain: bool = Fals
     it trained, else None (a hub id or path needs nothing)."""
     if (model or cfg.captioner) != "embedded":
         return None
-    made = sorted(cfg.data_dir.glob("captions*.jsonl"))
+    made = Run(cfg).caption_files()
     if retrain and made:
         raise ValueError(f"{made[0]} holds captions of the current captioner, and models trained on them may exist; "
                          "retraining it would change the data under them: start a new run folder (--out) instead")
-    if (Path(captioner_name(cfg, "embedded")) / "config.json").exists() and not retrain:
+    if (Run(cfg).path("captioner") / "config.json").exists() and not retrain:
         return None
     from mamc.caption.tiny import train_embedded_captioner
 

@@ -16,7 +16,7 @@ def load_rows(cfg: Config, split: str | None = None, with_vlm: bool = False) -> 
     run = Run(cfg)
     rows = read_manifest(run.need("manifest"), split)
     if with_vlm:
-        files = sorted(run.data.glob("captions*.jsonl"))
+        files = run.caption_files()
         if not files:
             run.need("captions")
         for f in files:

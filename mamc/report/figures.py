@@ -92,7 +92,7 @@ def _caption_examples(cfg: Config, n: int = 4):
     """Keyframe grids of the first captioned training videos with their VLM, original and true captions."""
     from mamc.caption.jobs import grid_for_video
 
-    if not any(Run(cfg).data.glob("captions*.jsonl")):
+    if not Run(cfg).caption_files():
         return None
     vlm = {r["video_id"]: r["caption"] for r in load_rows(cfg, "train", with_vlm=True) if r.get("source") == "vlm"}
     shown = [r for r in load_rows(cfg, "train") if r["video_id"] in vlm][:n]
