@@ -1,7 +1,11 @@
 """Cost of the meta step: time per training step and peak memory of InfoNCE, the exact meta step, the meta step
 every k steps, and a virtual step restricted to the heads and last block, as ratios to InfoNCE (one run).
 
-    python benchmarks/meta_step.py [--steps 20] [--batch 64] [--interval 4]
+    python benchmarks/meta_step.py [--steps 20] [--batch 64] [--interval 4] [--profile default] [--param K=V …]
+
+With `--profile paper --param video_backbone=DIR --param text_model=DIR` (DIR: a CLIP checkpoint, e.g. one of
+ViT-B/32's shape from `tests.paper_fixtures.tiny_clip(DIR, vit_b32_shape=True)`) it measures the paper model's
+step, text tower trained on tokens: the basis of the GPU memory estimate in docs/PAPER_RUN.md.
 
 Each variant runs in a fresh process so that its peak memory (RSS on CPU, allocator peak on CUDA) is its own;
 the figure is the growth over the process's footprint once the model is built (activations, graphs, grads).
@@ -16,7 +20,7 @@ import time
 import torch
 
 
-def run_variant(name: str, steps: int, batch: int, interval: int, queue) -> None:
+def run_variant(name: str, steps: int, batch: int, interval: int, profile: str, params: dict, queue) -> None:
     from mamc.config import load_config
     from mamc.losses import contrastive_loss
     from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
@@ -24,14 +28,15 @@ def run_variant(name: str, steps: int, batch: int, interval: int, queue) -> None
     from mamc.run import resolve_device
 
     torch.manual_seed(0)
-    cfg = load_config("default")
+    cfg = load_config(profile, **params)
     device = resolve_device("auto")
     model = build_model(cfg).to(device)
     net = WeightNet(cfg.meta_hidden).to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     wopt = torch.optim.Adam(net.parameters(), lr=1e-3)
     frames = torch.randn(batch, cfg.frames, 3, cfg.frame_size, cfg.frame_size, device=device)
-    text = torch.randn(batch, model.text.dim, device=device)
+    text = (torch.randn(batch, model.text.dim, device=device) if cfg.freeze_text
+            else model.text.tokenize(["a man in a red shirt rides a bike down a city street at night"] * batch, device))
     params = select_params(model, "head" if name == "meta, restricted virtual step" else "all")
     every = interval if name.startswith("meta, every") else 1
 
@@ -70,17 +75,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--interval", type=int, default=4)
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--only", help="comma-separated variant numbers to run (1-4), e.g. 1,2")
     args = parser.parse_args()
+    from mamc.config import parse_overrides
+
+    params = parse_overrides(args.param)
     variants = ["InfoNCE", "meta, exact", f"meta, every {args.interval} steps", "meta, restricted virtual step"]
+    variants = [v for i, v in enumerate(variants, 1) if not args.only or str(i) in args.only.split(",")]
     ctx = mp.get_context("spawn")
     results = []
     for name in variants:
         queue = ctx.Queue()
-        proc = ctx.Process(target=run_variant, args=(name, args.steps, args.batch, args.interval, queue))
+        proc = ctx.Process(target=run_variant, args=(name, args.steps, args.batch, args.interval, args.profile, params, queue))
         proc.start()
         results.append(queue.get())
         proc.join()
     base_t, base_m = results[0][1], results[0][2]
+    print(f"profile {args.profile} {params}")
     print(f"device {results[0][3]}, batch {args.batch}, {args.steps} timed steps; memory = growth of the peak "
           f"{'allocated memory' if 'cuda' in results[0][3] else 'RSS'} over the model's own footprint, in MiB")
     print(f"{'variant':32s} {'s/step':>8s} {'x InfoNCE':>10s} {'step MiB':>9s} {'x InfoNCE':>10s}")

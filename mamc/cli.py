@@ -59,10 +59,11 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_frames(args) -> int:
-    from mamc.data.prepare import ensure_frames, load_rows
+    from mamc.data.prepare import ensure_frames, load_rows, prepare_corpus
     from mamc.run import Run
 
     cfg = _run_config(args)
+    prepare_corpus(cfg)
     counts = ensure_frames(cfg, load_rows(cfg), progress=True)
     cache = Run(cfg).frame_cache
     print(json.dumps(counts), f"cache: {cache}")

@@ -62,13 +62,14 @@ def video_to_text_ranks(sim_t2v, caption_video: Sequence[int] | np.ndarray, chun
         raise ValueError(f"caption_video has {owner.shape[0]} entries for {sim.shape[0]} captions")
     if torch.bincount(owner, minlength=n_videos)[:n_videos].min() == 0:
         raise ValueError("every video needs at least one caption")
-    own = sim.gather(1, owner[:, None].to(sim.device)).squeeze(1).float().cpu()
-    best = torch.full((n_videos,), -torch.inf).scatter_reduce(0, owner, own, "amax")
+    dtype = torch.float64 if sim.dtype == torch.float64 else torch.float32
+    own = sim.gather(1, owner[:, None].to(sim.device)).squeeze(1).to(dtype).cpu()
+    best = torch.full((n_videos,), -torch.inf, dtype=dtype).scatter_reduce(0, owner, own, "amax")
     counts = torch.ones(n_videos, dtype=torch.long)
     videos = torch.arange(n_videos)
     for s in range(0, sim.shape[0], chunk):
         other = owner[s : s + chunk, None] != videos[None, :]
-        counts += ((sim[s : s + chunk].float().cpu() >= best[None, :]) & other).sum(0)
+        counts += ((sim[s : s + chunk].to(dtype).cpu() >= best[None, :]) & other).sum(0)
     return counts.numpy()
 
 
@@ -91,8 +92,9 @@ def dual_softmax(sim, temperature: float = 100.0, dim: int = 0, chunk: int = CHU
     """Dual softmax (DSL) re-scoring: each score times its softmax across the *queries*; `dim` is the axis
     that indexes the queries (0 when rows are the queries, as for t2v on a text×video matrix; 1 for v2t on
     the same matrix). A labelled inference-time variant: it uses the whole query set as a prior, which a
-    single query cannot."""
-    sim = _as_tensor(sim).float()
+    single query cannot. Computed in float64: with temperature 100, float32's softmax underflows to exact
+    zeros for scores 0.87 below the best, and those zeros would tie (and count against the model)."""
+    sim = _as_tensor(sim).double()
     out = torch.empty_like(sim)
     if dim == 0:
         for s in range(0, sim.shape[1], chunk):
@@ -105,16 +107,23 @@ def dual_softmax(sim, temperature: float = 100.0, dim: int = 0, chunk: int = CHU
     return out
 
 
-def multiple_choice_accuracy(scores, answer_index: Sequence[int], qtype: Sequence[str] | None = None) -> dict[str, float]:
-    """Accuracy (percent) of argmax over candidate scores [n_questions, n_candidates], overall and per type."""
-    pred = _as_tensor(scores).argmax(1).cpu().numpy()
-    return _accuracy(pred == np.asarray(answer_index), qtype)
+def argmax_credit(scores, answer_index: Sequence[int]) -> np.ndarray:
+    """Credit of answering each question with its top-scoring candidate, ties split evenly: 1/k when the answer
+    is one of k candidates sharing the top score, 0 otherwise (and for an answer index of -1, an answer outside
+    the candidates). A plain argmax would hand every tie to the first candidate, so a constant model would
+    score whatever share of answers happen to be listed first."""
+    scores = _as_tensor(scores).float()
+    answer = torch.as_tensor(np.asarray(answer_index), dtype=torch.long)
+    top = scores == scores.max(1, keepdim=True).values
+    hit = top.gather(1, answer.clamp_min(0)[:, None]).squeeze(1) & (answer >= 0)
+    return (hit.float() / top.sum(1).float()).numpy()
 
 
-def open_ended_accuracy(predicted: Sequence[str], answers: Sequence[str], qtype: Sequence[str] | None = None) -> dict[str, float]:
-    """Exact-match accuracy (percent, case and surrounding space ignored), overall and per type."""
-    hits = np.array([p.strip().lower() == a.strip().lower() for p, a in zip(predicted, answers, strict=True)])
-    return _accuracy(hits, qtype)
+def answer_accuracy(scores, answer_index: Sequence[int], qtype: Sequence[str] | None = None) -> dict[str, float]:
+    """Accuracy (percent) of the top-scoring candidate of [n_questions, n_candidates] scores (ties split, see
+    `argmax_credit`), overall and per question type: multiple choice over each question's candidates,
+    open-ended over the answer vocabulary."""
+    return _accuracy(argmax_credit(scores, answer_index), qtype)
 
 
 def _accuracy(hits: np.ndarray, qtype: Sequence[str] | None) -> dict[str, float]:

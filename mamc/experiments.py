@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mamc.config import Config
-from mamc.data.loaders import StepBatches
+from mamc.data.loaders import StepBatches, usable_rows
 from mamc.data.prepare import ensure_frames, load_rows
 from mamc.embed import embed_rows, frozen_text_features, text_input
 from mamc.evaluate import gt_ranks, video_text_retrieval
@@ -75,8 +75,12 @@ def run_experiments(cfg: Config, methods: list[str] | None = None, sweep: bool =
 def evaluate_test(cfg: Config, name: str) -> dict:
     """Test retrieval of the run's best-on-val checkpoint: both directions, DSL variant, per topic, head/tail."""
     run = Run(cfg)
-    rows = load_rows(cfg, "test")
-    ensure_frames(cfg, rows)
+    listed = load_rows(cfg, "test")
+    ensure_frames(cfg, listed)
+    rows = usable_rows(listed, run.frame_cache)
+    if not rows:
+        raise ValueError(f"{run.path('manifest')}: no usable 'test' rows ({len(listed)} listed; undecodable videos are in "
+                         f"{run.frame_cache / 'failures.jsonl'})")
     use_threads(cfg.threads)
     model = load_trained(cfg, name)
     device = resolve_device(cfg.device)
@@ -94,7 +98,8 @@ def evaluate_test(cfg: Config, name: str) -> dict:
         out[f"{g}_t2v_R@1"] = float(np.mean(ranks[mask] <= 1) * 100) if mask.any() else float("nan")
     summary = run.read("summary", name)
     out.update(name=name, method=summary["method"], seed=summary["seed"], margin=summary["margin"],
-               n_test=len(rows), n_test_videos=len(v), best_step=summary["best"]["step"])
+               n_test=len(rows), n_test_videos=len(v), n_test_unusable=len(listed) - len(rows),
+               best_step=summary["best"]["step"])
     write_json(run.path("test", name), out)
     return out
 

@@ -14,8 +14,9 @@ from typing import IO, Any
 
 REQUIRED = ("video_id", "video", "caption", "split")
 STRING_FIELDS = ("video_id", "video", "caption", "split", "source", "question", "answer")
-SPLITS = ("train", "meta", "val", "test", "qa_train", "qa_val", "qa")
 RETRIEVAL_SPLITS = ("train", "meta", "val", "test")
+QA_SPLITS = ("qa_train", "qa_val", "qa")
+SPLITS = RETRIEVAL_SPLITS + QA_SPLITS
 
 
 class ManifestError(ValueError):

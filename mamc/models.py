@@ -61,6 +61,8 @@ class TinyVideoEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, out_dim)
+        # The top of the network, which a restricted virtual step (meta_params="head") updates.
+        self.head_prefixes = (f"blocks.{depth - 1}.", "norm.", "head.")
 
     def forward(self, frames: Tensor) -> Tensor:
         b, t = frames.shape[:2]
@@ -72,6 +74,28 @@ class TinyVideoEncoder(nn.Module):
         return self.head(self.norm(x).mean(1))
 
 
+def from_pretrained(cls, model_id: str) -> nn.Module:
+    """`cls.from_pretrained` without the load report and progress bar (a vision tower read from a full CLIP
+    checkpoint leaves the text weights unused by design: thousands of report lines per notebook), but refusing a
+    checkpoint that lacks weights the model needs."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = cls.from_pretrained(model_id, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+    missing = info["missing_keys"]
+    if missing:
+        raise ValueError(f"{model_id}: the checkpoint lacks {len(missing)} weight(s) of {type(model).__name__}, "
+                         f"e.g. {sorted(missing)[:3]}: is it the right kind of model?")
+    return model
+
+
 class HFVideoEncoder(nn.Module):
     """A Hugging Face image backbone (e.g. CLIP ViT-B/32) applied per frame, then a one-block temporal
     transformer over the frame features and mean pooling (CLIP4Clip's seqTransf)."""
@@ -81,14 +105,13 @@ class HFVideoEncoder(nn.Module):
         from transformers import AutoConfig, AutoModel, CLIPVisionModel
 
         config = AutoConfig.from_pretrained(model_id)
-        if getattr(config, "model_type", "") == "clip":
-            self.backbone = CLIPVisionModel.from_pretrained(model_id)
-        else:
-            self.backbone = AutoModel.from_pretrained(model_id)
+        self.backbone = from_pretrained(CLIPVisionModel if getattr(config, "model_type", "") == "clip" else AutoModel, model_id)
         width = self.backbone.config.hidden_size
         self.temporal = nn.ModuleList(Block(width, 8) for _ in range(1))
         self.pos_time = nn.Parameter(torch.zeros(1, frames, width))
         self.head = nn.Linear(width, out_dim)
+        # The top of the network (above the per-frame backbone), which meta_params="head" updates.
+        self.head_prefixes = ("temporal.", "pos_time", "head.")
 
     def forward(self, frames: Tensor) -> Tensor:
         b, t = frames.shape[:2]
@@ -108,7 +131,7 @@ class TextBackbone(nn.Module):
 
         self.model_id = model_id
         self.tokenizer = AutoTokenizer.from_pretrained(model_id)
-        model = AutoModel.from_pretrained(model_id)
+        model = from_pretrained(AutoModel, model_id)
         self.encoder = getattr(model, "text_model", model)
         self.dim = self.encoder.config.hidden_size
 
@@ -143,8 +166,7 @@ class DualEncoder(nn.Module):
         self.freeze_text = freeze_text
         if freeze_text:
             text.requires_grad_(False)
-        last = len(getattr(video, "blocks", [])) - 1
-        self.head_prefixes = ("video.head", "text_head", f"video.blocks.{last}", "video.norm")
+        self.head_prefixes = (*(f"video.{p}" for p in video.head_prefixes), "text_head.")
 
     def encode_video(self, frames: Tensor) -> Tensor:
         return self.video(frames)

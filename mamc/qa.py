@@ -2,10 +2,19 @@
 
     L = w · (L_contrastive + η · L_CE)
 
-where L_CE is the cross-entropy of an answer-vocabulary head over [video; question] features and w is the
-per-sample weight of the learned weighting MLP (the pretraining run's last snapshot, frozen here; w = 1 for
-methods without meta weighting). Multiple-choice questions are answered by the head's logits restricted to the
-candidates; open-ended ones by its argmax over the whole vocabulary.
+where L_CE is the cross-entropy of an answer-vocabulary head over [video; question] features. L_contrastive
+pairs each question's video with a caption of it: the row's own, or one of the video's captions in the
+retrieval splits (MSRVTT-QA rows carry none); rows without any caption have no contrastive term.
+
+The weight w comes from the pretraining run's weighting MLP at its best-on-validation step (frozen), computed
+from the contrastive loss alone — the loss scale it was meta-trained on; feeding it L_con + η·L_CE, a scale it
+never saw, would be extrapolation. Rows without a caption, and methods without meta weighting, get w = 1
+(weights are normalised to mean 1, so the scales agree).
+
+Multiple-choice questions (rows with `candidates`) are answered by the head's logits restricted to the
+candidates; every question is also scored open-ended, by the argmax over the answer vocabulary (answers of
+`qa_train` plus all listed candidates: a test answer outside it cannot be predicted and counts as wrong, as in
+the MSRVTT-QA protocol). Ties are split, never handed to the first candidate.
 """
 from __future__ import annotations
 
@@ -14,17 +23,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from mamc.checkpoint import load_weights
 from mamc.config import Config
-from mamc.data.loaders import global_batch_indices, load_frames
+from mamc.data.loaders import global_batch_indices, load_frames, usable_rows
 from mamc.data.prepare import ensure_frames, load_rows
 from mamc.embed import frozen_text_features, text_input
-from mamc.evaluate import multiple_choice_accuracy, open_ended_accuracy
+from mamc.evaluate import answer_accuracy
 from mamc.losses import contrastive_loss
-from mamc.manifest import write_json
-from mamc.meta import sample_weights
+from mamc.manifest import RETRIEVAL_SPLITS, write_json
+from mamc.meta import WeightNet, sample_weights
 from mamc.models import normalize_frames
 from mamc.run import Run, resolve_device, use_threads
-from mamc.runs import METHODS, load_trained, weight_net_snapshots
+from mamc.runs import METHODS, load_trained
 
 
 class QAHead(nn.Module):
@@ -36,38 +46,74 @@ class QAHead(nn.Module):
         return self.mlp(torch.cat([F.normalize(video, dim=-1), F.normalize(question, dim=-1)], -1))
 
 
+def _captions_by_video(cfg: Config) -> dict[str, str]:
+    """A caption of each video from the non-test retrieval splits (the first one listed)."""
+    out: dict[str, str] = {}
+    for r in load_rows(cfg):
+        if r["split"] in RETRIEVAL_SPLITS and r["split"] != "test" and r["caption"]:
+            out.setdefault(r["video_id"], r["caption"])
+    return out
+
+
+def _weight_net(cfg: Config, name: str) -> WeightNet | None:
+    """The run's weighting MLP as it was at the best-on-validation step (None without meta weighting)."""
+    path = Run(cfg).path("best weight net", name)
+    if not path.exists():
+        return None
+    net = WeightNet(cfg.meta_hidden)
+    load_weights(path, net)
+    return net.eval()
+
+
+def _need_rows(cfg: Config, split: str) -> list[dict]:
+    rows = load_rows(cfg, split)
+    if not rows:
+        raise ValueError(f"{Run(cfg).path('manifest')} has no {split!r} rows: QA needs qa_train and qa; ingest a QA dataset "
+                         "into the same manifest (`mamc ingest msrvtt-qa … --out` it) or run with qa=False / --no-qa")
+    return rows
+
+
 def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progress: bool = False) -> dict:
     """Fine-tune run `name` for QA on `qa_train`, evaluate on `qa`; writes logs/<name>/qa.json."""
     device = resolve_device(cfg.device)
     use_threads(cfg.threads)
     torch.manual_seed(seed)
+    train_rows, test_rows = _need_rows(cfg, "qa_train"), _need_rows(cfg, "qa")
     model = load_trained(cfg, name).train()
-    train_rows, test_rows = load_rows(cfg, "qa_train"), load_rows(cfg, "qa")
     ensure_frames(cfg, train_rows + test_rows)
     run = Run(cfg)
+    train_rows, test_rows = usable_rows(train_rows, run.frame_cache), usable_rows(test_rows, run.frame_cache)
     cache = run.frame_cache
-    vocab = sorted({a for r in train_rows + test_rows for a in [r["answer"], *r.get("candidates", [])]})
+    known = _captions_by_video(cfg)
+    captions = [r["caption"] or known.get(r["video_id"], "") for r in train_rows]
+    vocab = sorted({r["answer"] for r in train_rows} | {c for r in train_rows + test_rows for c in r.get("candidates", [])})
     index = {a: i for i, a in enumerate(vocab)}
-    texts = [r["question"] for r in train_rows + test_rows] + [r["caption"] for r in train_rows]
+    texts = [r["question"] for r in train_rows + test_rows] + [c for c in captions if c]
     feats = frozen_text_features(model, texts, run.text_cache, device)
     head = QAHead(cfg.embed_dim, len(vocab)).to(device)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr * 0.5, weight_decay=cfg.weight_decay)
-    snapshots = weight_net_snapshots(cfg, name) if METHODS[method].meta else {}
-    weight_net = snapshots[max(snapshots)].to(device) if snapshots else None
     spec = METHODS[method]
+    weight_net = _weight_net(cfg, name) if spec.meta else None
+    weight_net = weight_net.to(device) if weight_net is not None else None
     b = min(cfg.batch_size, len(train_rows))
     for step in tqdm(range(cfg.qa_steps), desc=f"qa {name}", disable=not progress):
-        part = [train_rows[i] for i in global_batch_indices(len(train_rows), b, step, seed + 7)]
+        picked = global_batch_indices(len(train_rows), b, step, seed + 7)
+        part = [train_rows[i] for i in picked]
         frames = normalize_frames(load_frames(part, cache, cfg.frames, "random", (seed, 7, step))).to(device)
         v = model.encode_video(frames)
-        t = model.encode_text(text_input(model, [r["caption"] for r in part], feats, device))
         q = model.encode_text(text_input(model, [r["question"] for r in part], feats, device))
         answers = torch.tensor([index[r["answer"]] for r in part], device=device)
-        l_con = contrastive_loss(spec.loss, v, t, cfg.margin, model.temperature())
-        per_sample = l_con + cfg.qa_eta * F.cross_entropy(head(v, q), answers, reduction="none")
-        with torch.no_grad():
-            w = sample_weights(weight_net, per_sample, cfg.normalize_weights) if weight_net else torch.ones_like(per_sample)
+        per_sample = cfg.qa_eta * F.cross_entropy(head(v, q), answers, reduction="none")
+        w = torch.ones_like(per_sample)
+        has = torch.tensor([bool(captions[i]) for i in picked], device=device)
+        if int(has.sum()) >= 2:
+            t = model.encode_text(text_input(model, [captions[i] for i in picked if captions[i]], feats, device))
+            l_con = contrastive_loss(spec.loss, v[has], t, cfg.margin, model.temperature())
+            per_sample = per_sample + torch.zeros_like(per_sample).masked_scatter(has, l_con)
+            if weight_net is not None:
+                with torch.no_grad():
+                    w = w.masked_scatter(has, sample_weights(weight_net, l_con, cfg.normalize_weights))
         loss = (w * per_sample).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -83,14 +129,17 @@ def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progre
             q = model.encode_text(text_input(model, [r["question"] for r in part], feats, device))
             logits.append(head(v, q).cpu())
         logits = torch.cat(logits)
-    qtypes = [r.get("qtype", "all") for r in test_rows]
-    width = max(len(r["candidates"]) for r in test_rows)
-    cand_scores = torch.full((len(test_rows), width), -torch.inf)
-    for i, r in enumerate(test_rows):
-        cand_scores[i, : len(r["candidates"])] = logits[i, [index[c] for c in r["candidates"]]]
-    mc = multiple_choice_accuracy(cand_scores, [r["candidates"].index(r["answer"]) for r in test_rows], qtypes)
-    oe = open_ended_accuracy([vocab[i] for i in logits.argmax(1).tolist()], [r["answer"] for r in test_rows], qtypes)
-    result = {"name": name, "method": method, "seed": seed, "mc": mc, "open": oe, "n_questions": len(test_rows),
-              "chance_mc": 100.0 * sum(1 / len(r["candidates"]) for r in test_rows) / len(test_rows)}
+    qtypes = [r.get("qtype") or "all" for r in test_rows]
+    result = {"name": name, "method": method, "seed": seed, "n_questions": len(test_rows), "answer_vocabulary": len(vocab),
+              "answers_outside_vocabulary": sum(r["answer"] not in index for r in test_rows),
+              "open": answer_accuracy(logits, [index.get(r["answer"], -1) for r in test_rows], qtypes),
+              "mc": None, "chance_mc": None}
+    if all(r.get("candidates") for r in test_rows):
+        width = max(len(r["candidates"]) for r in test_rows)
+        cand_scores = torch.full((len(test_rows), width), -torch.inf)
+        for i, r in enumerate(test_rows):
+            cand_scores[i, : len(r["candidates"])] = logits[i, [index[c] for c in r["candidates"]]]
+        result["mc"] = answer_accuracy(cand_scores, [r["candidates"].index(r["answer"]) for r in test_rows], qtypes)
+        result["chance_mc"] = 100.0 * sum(1 / len(r["candidates"]) for r in test_rows) / len(test_rows)
     write_json(run.path("qa", name), result)
     return result

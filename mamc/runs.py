@@ -112,10 +112,12 @@ def training_log(cfg: Config, methods: list[str] | None = None) -> tuple[pd.Data
 
 
 def weighted_samples(cfg: Config, name: str, last_fraction: float = 0.5) -> pd.DataFrame:
-    """Per-sample logs (loss, weight) of the last part of a run's training, with each topic's head/tail group."""
+    """Per-sample logs (loss, weight) of the last part of a run's training, with each topic's head/tail group;
+    `aligned` is True/False where the data knows it (the embedded corpus, the VLM captions of it), else None."""
     df = pd.read_csv(Run(cfg).need("samples", name))
     df = df[df["step"] >= df["step"].max() * (1 - last_fraction)]
-    return df.assign(group=df["topic"].map(topic_groups(cfg)), aligned=df["aligned"].astype(str).str.lower() == "true")
+    return df.assign(group=df["topic"].map(topic_groups(cfg)),
+                     aligned=df["aligned"].astype(str).str.lower().map({"true": True, "false": False}))
 
 
 def is_evaluated(cfg: Config, name: str) -> bool:

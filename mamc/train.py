@@ -50,14 +50,24 @@ class TrainingData:
     text_features: dict[str, torch.Tensor] | None
 
 
-def prepare(cfg: Config, model: DualEncoder, with_vlm: bool, device: torch.device) -> TrainingData:
-    """Load manifests, make sure frames are cached, and cache frozen text features."""
+def prepare(cfg: Config, model: DualEncoder, with_vlm: bool, device: torch.device, meta: bool = True) -> TrainingData:
+    """Load manifests, make sure frames are cached, and cache frozen text features. Training needs usable `train`
+    and `val` rows (model selection), and `meta` rows when the method meta-learns its weights."""
     run = Run(cfg)
     rows = load_rows(cfg, with_vlm=with_vlm)
     ensure_frames(cfg, rows)
-    by = lambda split: usable_rows([r for r in rows if r["split"] == split], run.frame_cache)  # noqa: E731
+
+    def by(split: str, needed: bool = True) -> list[dict]:
+        listed = [r for r in rows if r["split"] == split]
+        usable = usable_rows(listed, run.frame_cache)
+        if needed and not usable:
+            why = f"its {len(listed)} row(s) name videos that failed to decode" if listed else "it has none"
+            raise ValueError(f"{run.path('manifest')}: no usable {split!r} rows ({why}); a public dataset gets val and "
+                             "meta splits from `mamc ingest … --val N --meta-per-concept K` (docs/PAPER_RUN.md)")
+        return usable
+
     feats = frozen_text_features(model, [r["caption"] for r in rows], run.text_cache, device)
-    return TrainingData(by("train"), by("meta"), by("val"), run.frame_cache, feats)
+    return TrainingData(by("train"), by("meta", meta), by("val"), run.frame_cache, feats)
 
 
 def lr_lambda(cfg: Config):
@@ -113,7 +123,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     weight_opt = torch.optim.Adam(weight_net.parameters(), lr=cfg.meta_lr, weight_decay=1e-4)
-    data = prepare(cfg, model, spec.vlm, device)
+    data = prepare(cfg, model, spec.vlm, device, meta=spec.meta)
     if len(data.train) < cfg.batch_size:
         raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
 
@@ -149,65 +159,75 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     train_batches = step_loader(StepBatches(data.train, data.cache, cfg.frames, cfg.batch_size, b_local, rank, seed, 0),
                                 start, cfg.steps, cfg.num_workers)
     meta_batches = StepBatches(data.meta, data.cache, cfg.frames, cfg.meta_batch_size, mb_local, rank, seed, 1)
-    bar = tqdm(enumerate(train_batches, start), desc=name, disable=not progress or rank != 0, initial=start,
-               total=cfg.steps)
-    for step, loaded in bar:
-        part, frames, text = inputs(data.train, loaded)
-        scalars = {"step": step}
-        if spec.meta and step % cfg.meta_interval == 0:
-            # Steps 1-3: virtual step on the training batch, meta loss on a meta batch, MLP update.
-            _, mframes, mtext = inputs(data.meta, meta_batches[step])
-            alpha = cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr
-            scalars.update(meta_step(
-                model, weight_net, weight_opt,
-                lambda m, p, f=frames, t=text: losses_of(m, p, f, t, b_local),
-                lambda m, p, f=mframes, t=mtext: losses_of(m, p, f, t, mb_local),
-                alpha, virtual_params, sync_grads=dist.average_grads,
-                normalize=cfg.normalize_weights, mean_fn=dist.mean, reduce_grads=dist.average_differentiable,
-            ))
-        # Step 4: the real step on the per-sample losses, weighted by the updated MLP (weight 1 without it).
-        with autocast:
-            losses = losses_of(model, None, frames, text, b_local)
-        with torch.no_grad():
-            weights = (sample_weights(weight_net, losses, cfg.normalize_weights, dist.mean) if spec.meta
-                       else torch.ones_like(losses))
-        loss = (weights * losses.float()).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        dist.average_grads(trainable)
-        scalars["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip))
-        opt.step()
-        sched.step()
+    batches = iter(train_batches)
+    bar = tqdm(enumerate(batches, start), desc=name, disable=not progress or rank != 0, initial=start, total=cfg.steps)
+    try:
+        for step, loaded in bar:
+            part, frames, text = inputs(data.train, loaded)
+            scalars = {"step": step}
+            if spec.meta and step % cfg.meta_interval == 0:
+                # Steps 1-3: virtual step on the training batch, meta loss on a meta batch, MLP update.
+                _, mframes, mtext = inputs(data.meta, meta_batches[step])
+                alpha = cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr
+                scalars.update(meta_step(
+                    model, weight_net, weight_opt,
+                    lambda m, p, f=frames, t=text: losses_of(m, p, f, t, b_local),
+                    lambda m, p, f=mframes, t=mtext: losses_of(m, p, f, t, mb_local),
+                    alpha, virtual_params, sync_grads=dist.average_grads,
+                    normalize=cfg.normalize_weights, mean_fn=dist.mean, reduce_grads=dist.average_differentiable,
+                ))
+            # Step 4: the real step on the per-sample losses, weighted by the updated MLP (weight 1 without it).
+            with autocast:
+                losses = losses_of(model, None, frames, text, b_local)
+            with torch.no_grad():
+                weights = (sample_weights(weight_net, losses, cfg.normalize_weights, dist.mean) if spec.meta
+                           else torch.ones_like(losses))
+            loss = (weights * losses.float()).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            dist.average_grads(trainable)
+            scalars["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip))
+            opt.step()
+            sched.step()
 
-        # Logging, model selection on validation, and checkpoints.
-        scalars.update(loss=float(loss.detach()), lr=sched.get_last_lr()[0], temperature=float(model.temperature()))
-        sample_log += [{"step": step, "video_id": r["video_id"], "topic": r.get("topic"), "source": r.get("source", "original"),
-                        "aligned": r.get("aligned"), "loss": float(loss_i), "weight": float(w)}
-                       for r, loss_i, w in zip(part, losses.detach().float().cpu(), weights.float().cpu())]
-        steps_done += 1
-        done = step + 1
-        if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
-            scalars.update(validate(model, data, cfg, device))
-            if scalars["val/rsum"] > best["val/rsum"]:
-                best = {"val/rsum": scalars["val/rsum"], "step": done,
-                        **{k: v for k, v in scalars.items() if k.startswith("val/")}}
-                save_weights(run.path("best", name), model)
-            bar.set_postfix(val_rsum=f"{scalars['val/rsum']:.1f}", loss=f"{scalars['loss']:.3f}")
-        scalar_log.append(scalars)
-        if writer is not None:
-            for k, v in scalars.items():
-                if k != "step":
-                    writer.add_scalar(k, v, step)
-        if done % cfg.ckpt_every == 0 or done == cfg.steps or (stop_after is not None and steps_done >= stop_after):
-            if rank == 0:
-                append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
-                write_scalars(logs, scalar_log)
-                save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
-                save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best},
-                                logs=log_lengths(log_files))
-            sample_log, scalar_log = [], []
-        if stop_after is not None and steps_done >= stop_after:
-            break
+            # Logging, model selection on validation, and checkpoints.
+            scalars.update(loss=float(loss.detach()), lr=sched.get_last_lr()[0], temperature=float(model.temperature()))
+            sample_log += [{"step": step, "video_id": r["video_id"], "topic": r.get("topic"),
+                            "source": r.get("source", "original"), "aligned": r.get("aligned"),
+                            "loss": float(loss_i), "weight": float(w)}
+                           for r, loss_i, w in zip(part, losses.detach().float().cpu(), weights.float().cpu())]
+            steps_done += 1
+            done = step + 1
+            if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
+                scalars.update(validate(model, data, cfg, device))
+                if scalars["val/rsum"] > best["val/rsum"]:
+                    best = {"val/rsum": scalars["val/rsum"], "step": done,
+                            **{k: v for k, v in scalars.items() if k.startswith("val/")}}
+                    save_weights(run.path("best", name), model)
+                    if spec.meta:
+                        save_weights(run.path("best weight net", name), weight_net)
+                bar.set_postfix(val_rsum=f"{scalars['val/rsum']:.1f}", loss=f"{scalars['loss']:.3f}")
+            scalar_log.append(scalars)
+            if writer is not None:
+                for k, v in scalars.items():
+                    if k != "step":
+                        writer.add_scalar(k, v, step)
+            if done % cfg.ckpt_every == 0 or done == cfg.steps or (stop_after is not None and steps_done >= stop_after):
+                if rank == 0:
+                    append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
+                    write_scalars(logs, scalar_log)
+                    save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
+                    save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best},
+                                    logs=log_lengths(log_files))
+                sample_log, scalar_log = [], []
+            if stop_after is not None and steps_done >= stop_after:
+                break
+    finally:
+        # Worker processes end now, not whenever the iterator is collected: after an interruption in a kernel the
+        # traceback keeps it alive, and `num_workers` idle workers would linger. (torch has no public call for this;
+        # it is what the iterator's own __del__ runs.)
+        bar.close()
+        getattr(batches, "_shutdown_workers", lambda: None)()
     if writer is not None:
         writer.close()
     wall = time.time() - t0

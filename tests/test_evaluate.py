@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from mamc.evaluate import (
+    answer_accuracy,
     dual_softmax,
     gt_ranks,
     mean_ci,
-    multiple_choice_accuracy,
-    open_ended_accuracy,
     retrieval_metrics,
     video_text_retrieval,
+    video_to_text_ranks,
 )
 
 
@@ -64,6 +64,15 @@ def test_several_captions_per_video():
     assert out["v2t"]["MnR"] == pytest.approx(4 / 3)
 
 
+def test_dual_softmax_never_underflows_into_ties():
+    """Far below the best query, float32's softmax at temperature 100 is exactly 0 for every candidate alike;
+    the ground truth must still rank above worse candidates."""
+    sim = torch.tensor([[1.0, 1.0, 1.0], [0.001, 0.002, 0.0005]])  # query 1 scores ≈ 1 below query 0 everywhere
+    assert gt_ranks(dual_softmax(sim, 100.0), [0, 1])[1] == 1
+    tiny = torch.tensor([[1e-50, 0.0], [0.0, 2e-50]], dtype=torch.float64)  # zero in float32: all would tie
+    assert video_to_text_ranks(tiny, [0, 1]).tolist() == [1, 1]
+
+
 def test_dual_softmax_reorders_by_query_prior():
     sim = torch.tensor([[0.9, 0.8], [0.95, 0.1]])
     # Query 1 claims video 0 far more strongly than query 0 does, so DSL hands query 0 video 1.
@@ -73,9 +82,17 @@ def test_dual_softmax_reorders_by_query_prior():
 
 def test_qa_accuracy_known_answers():
     scores = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5]])
-    acc = multiple_choice_accuracy(scores, [1, 0, 0], qtype=["color", "color", "shape"])
+    acc = answer_accuracy(scores, [1, 0, 0], qtype=["color", "color", "shape"])
     assert acc["acc"] == pytest.approx(200 / 3) and acc["acc/color"] == 100.0 and acc["acc/shape"] == 0.0
-    assert open_ended_accuracy(["Left ", "red"], ["left", "blue"])["acc"] == 50.0
+    assert answer_accuracy(scores, [-1, 0, 2])["acc"] == pytest.approx(200 / 3)  # -1: answer outside the vocabulary
+
+
+def test_ties_are_split_not_given_to_the_first_candidate():
+    """A constant model scores chance whatever the answers' positions: 1/k per question with k candidates."""
+    constant = np.zeros((4, 4))
+    assert answer_accuracy(constant, [0, 0, 0, 0])["acc"] == 25.0 == answer_accuracy(constant, [3, 1, 2, 0])["acc"]
+    two_way = np.array([[1.0, 1.0, 0.0]])
+    assert answer_accuracy(two_way, [1])["acc"] == 50.0 and answer_accuracy(two_way, [2])["acc"] == 0.0
 
 
 def test_mean_ci_over_seeds():

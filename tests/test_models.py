@@ -1,6 +1,7 @@
 """Dual encoders: the embedded default, a Hugging Face image backbone by local path, a trainable text tower."""
 from dataclasses import replace
 
+import pytest
 import torch
 
 from mamc.config import load_config
@@ -40,3 +41,34 @@ def test_unfrozen_text_tower_trains():
     v, t = model(frames, model.text.tokenize(["red ball", "blue box"]))
     (v * t).sum().backward()
     assert model.text.encoder.embeddings.word_embeddings.weight.grad is not None
+
+
+def test_head_parameters_are_the_top_of_either_video_encoder(tmp_path):
+    """meta_params="head" updates the last block, final norm and projections of the tiny encoder, and the
+    temporal transformer and projections above a Hugging Face backbone (never the backbone itself)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from mamc.meta import select_params
+
+    tiny = select_params(build_model(replace(load_config("smoke"), video_depth=2)), "head")
+    assert {n.split(".")[1] for n in tiny if n.startswith("video.")} == {"blocks", "norm", "head"}
+    assert all(n.startswith(("video.blocks.1.", "video.norm.", "video.head.", "text_head.")) for n in tiny)
+    CLIPVisionModel(CLIPVisionConfig(image_size=32, patch_size=16, hidden_size=32, intermediate_size=64,
+                                     num_hidden_layers=1, num_attention_heads=2)).save_pretrained(tmp_path)
+    hf = select_params(build_model(replace(load_config("smoke"), video_backbone=str(tmp_path))), "head")
+    assert {n.split(".")[1] for n in hf if n.startswith("video.")} == {"temporal", "pos_time", "head"}
+    assert "text_head.weight" in hf
+
+
+def test_a_checkpoint_missing_weights_is_refused(tmp_path):
+    """A CLIP checkpoint whose vision tower is missing must not train from random weights in silence."""
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPConfig, CLIPModel
+
+    vision = dict(image_size=32, patch_size=16, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    CLIPModel(CLIPConfig(text_config=dict(vision, vocab_size=50), vision_config=vision, projection_dim=8)).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("vision_model.encoder")}, tmp_path / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="lacks .* weight"):
+        HFVideoEncoder(str(tmp_path), out_dim=8, frames=3)

@@ -37,3 +37,16 @@ def test_a_run_folder_with_results_refuses_other_settings(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 6
     save_config(load_config("smoke", run_dir=str(tmp_path), steps=6, device="cpu", threads=2, seeds="0,1"))
     assert json.loads((tmp_path / "config.json").read_text())["seeds"] == [0, 1]
+
+
+def test_a_public_dataset_run_is_never_told_to_synthesise(tmp_path):
+    """Following `mamc synth` advice in a run folder holding an ingested dataset would overwrite it."""
+    from mamc.config import load_config
+    from mamc.run import MissingArtifact, Run
+
+    for artifact in ("manifest", "corpus", "data card"):
+        with pytest.raises(MissingArtifact) as err:
+            Run(load_config("paper", run_dir=str(tmp_path))).need(artifact)
+        assert "mamc ingest" in str(err.value) and "synth" not in str(err.value)
+    with pytest.raises(MissingArtifact, match="mamc synth"):
+        Run(load_config("smoke", run_dir=str(tmp_path))).need("corpus")

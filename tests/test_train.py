@@ -90,3 +90,35 @@ def test_worker_processes_prefetch_the_same_batches(smoke_cfg):
     train(replace(cfg, num_workers=2), "margin", name="workers", progress=False)
     a, b = _tensors(cfg, "inline"), _tensors(cfg, "workers")
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
+
+
+def test_loader_workers_end_with_training_even_when_it_fails(smoke_cfg, monkeypatch):
+    """In a kernel an interrupted cell keeps its traceback (and with it the loader) alive: the loader's worker
+    processes must end with training all the same."""
+    import psutil
+
+    import mamc.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    cfg = replace(smoke_cfg, steps=4, ckpt_every=4, eval_every=2, num_workers=2)
+    monkeypatch.setattr(mamc.train, "validate", interrupted)
+    before = set(psutil.Process().children(recursive=True))  # e.g. multiprocessing's resource tracker
+    with pytest.raises(KeyboardInterrupt) as kept:
+        train(cfg, "margin", name="interrupted", progress=False)
+    assert kept.traceback and set(psutil.Process().children(recursive=True)) - before == set()
+
+
+def test_missing_splits_are_named(smoke_cfg, tmp_path):
+    """A manifest without meta (or val) rows says which split is missing and how to make it."""
+    from mamc.manifest import read_manifest, write_jsonl
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "videos").symlink_to(smoke_cfg.data_dir / "videos")
+    write_jsonl(tmp_path / "data" / "manifest.jsonl",
+                [r for r in read_manifest(smoke_cfg.data_dir / "manifest.jsonl") if r["split"] != "meta"])
+    cfg = replace(smoke_cfg, run_dir=str(tmp_path), steps=1)
+    train(cfg, "infonce", name="no_meta_needed", progress=False)
+    with pytest.raises(ValueError, match="no usable 'meta' rows .*--meta-per-concept"):
+        train(cfg, "meta", name="needs_meta", progress=False)

@@ -199,12 +199,14 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
     return stats
 
 
-def caption_quality(cfg: Config) -> dict:
-    """Accuracy of the generated captions against the corpus's ground truth, attribute by attribute (embedded
-    corpus only: it needs true attributes), written to `data/caption_quality.json`."""
+def caption_quality(cfg: Config) -> dict | None:
+    """Accuracy of the generated captions against the corpus's ground truth, attribute by attribute, written to
+    `data/caption_quality.json`; None for a dataset without ground truth (every public one)."""
     from mamc.data.synthetic import caption_accuracy
 
     truth = {r["video_id"]: r["attributes"] for r in load_rows(cfg, "train") if "attributes" in r}
+    if not truth:
+        return None
     vlm = [r for r in load_rows(cfg, "train", with_vlm=True) if r.get("source") == "vlm" and r["video_id"] in truth]
     if not vlm:
         raise ValueError("no generated caption of a video with known attributes: run the caption job first")

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from mamc.manifest import ManifestError, read_manifest, write_jsonl
+from mamc.manifest import QA_SPLITS, RETRIEVAL_SPLITS, ManifestError, read_manifest, write_jsonl
 
 
 def _load_json(path: str | Path):
@@ -43,20 +43,46 @@ def _need(obj: dict, keys: tuple[str, ...], where: str) -> None:
         raise ManifestError(f"{where}: missing field(s) {', '.join(missing)}")
 
 
+def _msrvtt_files(files: list[str]) -> tuple[str, set[str] | None, list[dict]]:
+    """MSR-VTT's files told apart by what they hold, not by name or order: the annotation json (videos and
+    sentences), a train list (a .txt of ids, or a csv whose only column is video_id, as CLIP4Clip's
+    MSRVTT_train.9k.csv) and the 1k-A test csv (columns video_id and sentence)."""
+    data, train_ids, test_rows = None, None, []
+    for f in files:
+        if f.endswith(".json"):
+            data = f
+        elif f.endswith(".txt"):
+            train_ids = set(Path(f).read_text().split())
+        elif f.endswith(".csv"):
+            with open(f, newline="", encoding="utf-8") as fh:
+                columns = next(csv.reader(fh), [])
+            if "sentence" in columns:
+                test_rows = _load_csv(f, ("video_id", "sentence"))
+            elif columns == ["video_id"]:
+                train_ids = {r["video_id"] for r in _load_csv(f, ("video_id",))}
+            else:
+                raise ManifestError(f"{f}:1: columns {columns} are neither a train list (video_id) nor the 1k-A test csv "
+                                    "(key, vid_key, video_id, sentence)")
+        else:
+            raise ManifestError(f"{f}: not an MSR-VTT annotation file (expected .json, .csv or .txt)")
+    if data is None:
+        raise ManifestError(f"no MSRVTT_data.json among {', '.join(files)}")
+    return data, train_ids, test_rows
+
+
 def msrvtt(files: list[str], videos: str, split: str | None, extra: list[str]) -> list[dict]:
-    """MSRVTT_data.json (videos + 20 sentences each); extra: the 9k train list (.txt, one id per line) and/or
-    the 1k-A test csv (key,vid_key,video_id,sentence). With a test csv, its 1,000 pairs are the test split."""
-    data = _load_json(files[0])
-    _need(data, ("videos", "sentences"), files[0])
-    train_ids = next((set(Path(f).read_text().split()) for f in extra if f.endswith(".txt")), None)
-    test_csv = next((f for f in extra if f.endswith(".csv")), None)
-    test_rows = _load_csv(test_csv, ("video_id", "sentence")) if test_csv else []
+    """MSRVTT_data.json (videos + 20 sentences each, integer categories), optionally with the 9k train list and
+    the 1k-A test csv, in any order (see `_msrvtt_files`). With a test csv, its 1,000 pairs are the test split
+    and no other sentence of those videos is used."""
+    path, train_ids, test_rows = _msrvtt_files(files + extra)
+    data = _load_json(path)
+    _need(data, ("videos", "sentences"), path)
     test_ids = {r["video_id"] for r in test_rows}
     rows = []
     split_of = {v["video_id"]: v.get("split", "train") for v in data["videos"]}
     category = {v["video_id"]: f"category {v['category']}" for v in data["videos"] if "category" in v}
     for i, s in enumerate(data["sentences"]):
-        _need(s, ("video_id", "caption"), f"{files[0]}: sentences[{i}]")
+        _need(s, ("video_id", "caption"), f"{path}: sentences[{i}]")
         vid = s["video_id"]
         if (train_ids is not None and vid not in train_ids) or vid in test_ids:
             continue
@@ -201,11 +227,23 @@ FORMATS: dict[str, Callable[[list[str], str, str | None, list[str]], list[dict]]
 }
 
 
+def merge_into(out: Path, rows: list[dict]) -> tuple[list[dict], int]:
+    """`rows` plus the rows of an existing manifest at `out` that belong to the other task: a QA dataset is
+    ingested into the same manifest as its retrieval dataset (and the other way round), each replacing only its
+    own splits. Returns the rows and how many were kept."""
+    if not out.exists():
+        return rows, 0
+    groups = [g for g in (RETRIEVAL_SPLITS, QA_SPLITS) if any(r["split"] in g for r in rows)]
+    kept = [r for r in read_manifest(out) if not any(r["split"] in g for g in groups)]
+    return kept + rows, len(kept)
+
+
 def ingest(dataset: str, files: list[str], out: str | Path | None = None, split: str | None = None,
            videos: str = "videos", extra: list[str] | None = None, val: int = 0, meta_per_concept: int = 0,
            seed: int = 0) -> list[dict]:
-    """Parse annotation files of `dataset` into validated manifest rows, written atomically to `out` if given.
-    With `val` or `meta_per_concept`, those splits are carved out of the training rows (`mamc.data.splits`)."""
+    """Parse annotation files of `dataset` into validated manifest rows, written atomically to `out` if given
+    (merged with the other task's rows already there, see `merge_into`). With `val` or `meta_per_concept`, those
+    splits are carved out of the training rows (`mamc.data.splits`)."""
     if dataset not in FORMATS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(FORMATS))}")
     rows = FORMATS[dataset]([str(f) for f in files], videos.rstrip("/"), split, [str(f) for f in extra or []])
@@ -214,5 +252,6 @@ def ingest(dataset: str, files: list[str], out: str | Path | None = None, split:
 
         rows, _ = carve_splits(rows, val, meta_per_concept, seed)
     if out is not None:
+        rows, _ = merge_into(Path(out), rows)
         write_jsonl(out, rows)
     return rows

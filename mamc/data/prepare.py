@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mamc.config import Config
+from mamc.data.card import describe_dataset
 from mamc.data.video import build_frame_cache
 from mamc.lock import locked
 from mamc.manifest import read_manifest
@@ -26,7 +27,8 @@ def load_rows(cfg: Config, split: str | None = None, with_vlm: bool = False) -> 
 
 def prepare_corpus(cfg: Config, regenerate: bool = False) -> Path:
     """The run's manifest: the embedded corpus is generated (once, or again with `regenerate`); a public
-    dataset (`cfg.dataset`, e.g. the paper profile's MSR-VTT) must have been ingested into the run folder."""
+    dataset (`cfg.dataset`, e.g. the paper profile's MSR-VTT) must have been ingested into the run folder, and
+    gets its statistics and data card here."""
     path = Run(cfg).path("manifest")
     if cfg.dataset == "embedded":
         if regenerate or not path.exists():
@@ -36,7 +38,8 @@ def prepare_corpus(cfg: Config, regenerate: bool = False) -> Path:
         return path
     if not path.exists():
         raise MissingArtifact(f"{path} does not exist: ingest dataset {cfg.dataset!r} first with `mamc ingest "
-                              f"<dataset> <annotations…> --out {path}` (videos under {cfg.data_dir})")
+                              f"<dataset> <annotations…> --out {path}` (see docs/PAPER_RUN.md)")
+    describe_dataset(cfg)
     return path
 
 

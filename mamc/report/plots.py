@@ -124,7 +124,7 @@ def loss_weight_distributions(samples: pd.DataFrame):
     fig, axes = _figure(TWO_COLUMN, 2.4, ncols=4)
     for col, (value, split) in enumerate([("loss", "aligned"), ("weight", "aligned"), ("loss", "group"), ("weight", "group")]):
         ax = axes[col]
-        data = samples.assign(aligned=samples["aligned"].map({True: "clean", False: "misaligned"}))
+        data = samples.assign(aligned=samples["aligned"].map({True: "clean", False: "misaligned"}).fillna("unknown"))
         sns.histplot(data=data, x=value, hue=split, stat="density", common_norm=False, element="step", fill=False,
                      ax=ax, bins=30, palette=PALETTE[:2])
         ax.set_title(f"{value} by {'alignment' if split == 'aligned' else 'topic frequency'}")

@@ -33,7 +33,7 @@ def run_results(cfg: Config) -> pd.DataFrame:
                     "tail t2v R@1": test["tail_t2v_R@1"]})
         if run.path("qa", name).exists():
             qa = run.read("qa", name)
-            row.update({"QA MC acc": qa["mc"]["acc"], "QA open acc": qa["open"]["acc"]})
+            row.update({"QA open acc": qa["open"]["acc"], **({"QA MC acc": qa["mc"]["acc"]} if qa["mc"] else {})})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -66,6 +66,12 @@ def _flat(table: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index() if table.index.name or isinstance(table.index, pd.MultiIndex) else table
 
 
+def _tested(counts: dict) -> str:
+    """What a test set held, as evaluated: captions, videos, and rows left out because their video is unusable."""
+    out = f"{counts['n_test']} captions of {counts['n_test_videos']} videos"
+    return out + (f"; {counts['n_test_unusable']} rows without a usable video left out" if counts["n_test_unusable"] else "")
+
+
 def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> list[Path]:
     """`name.csv`, `name.md` and `name.tex` (booktabs) in out_dir, laid out as by `_flat`."""
     flat = _flat(table)
@@ -87,14 +93,14 @@ def sweep_results(cfg: Config) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paper_column(metrics: dict, dataset: str) -> dict[str, float]:
-    """The kit's full-MAMA figure of a `paper`-profile run, keyed by benchmark: test t2v R@1 for retrieval
-    datasets, open-ended QA accuracy for QA datasets; empty for other profiles."""
+def paper_column(metrics: dict) -> dict[str, float]:
+    """The kit's full-MAMA figures of a `paper`-profile run, keyed by benchmark: test t2v R@1 for its retrieval
+    dataset, open-ended QA accuracy for its QA dataset; empty for other profiles."""
     mama = metrics.get("ablation", {}).get("mama", {})
-    key = "QA open acc" if "QA" in dataset else "t2v R@1"
-    if metrics.get("profile") != "paper" or key not in mama:
+    if metrics.get("profile") != "paper":
         return {}
-    return {dataset: round(mama[key]["mean"], 1)}
+    pairs = ((metrics.get("dataset"), "t2v R@1"), (metrics.get("qa_dataset"), "QA open acc"))
+    return {name: round(mama[key]["mean"], 1) for name, key in pairs if name and key in mama}
 
 
 def paper_table(kit: dict[str, float] | None = None) -> pd.DataFrame:
@@ -115,8 +121,9 @@ def weighting_table(cfg: Config) -> pd.DataFrame:
             continue
         df = weighted_samples(cfg, name)
         row = {"run": name}
-        for (source, aligned), part in df.groupby(["source", "aligned"]):
-            row[f"{source}/{'clean' if aligned else 'misaligned'}"] = part["weight"].mean()
+        for (source, aligned), part in df.groupby(["source", "aligned"], dropna=False):
+            kind = "alignment unknown" if pd.isna(aligned) else "clean" if aligned else "misaligned"
+            row[f"{source}/{kind}"] = part["weight"].mean()
         for group, part in df.groupby("group"):
             row[f"{group} topics"] = part["weight"].mean()
         rows.append(row)
@@ -131,19 +138,20 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
     results = run_results(cfg)
     agg = aggregate(results)
     sweep = sweep_results(cfg)
-    metrics = {"profile": cfg.profile, "dataset": cfg.dataset, "seeds": list(cfg.seeds),
-               "n_test": cfg.n_test,
+    tested = run.read("test", ablation_runs(cfg)[0][0])
+    counts = {"n_test": tested["n_test"], "n_test_videos": tested["n_test_videos"],
+              "n_test_unusable": tested.get("n_test_unusable", 0)}
+    metrics = {"profile": cfg.profile, "dataset": cfg.dataset, "qa_dataset": cfg.qa_dataset, "seeds": list(cfg.seeds), **counts,
                "runs": results.to_dict(orient="records"),
                "ablation": {m: {r["metric"]: {k: r[k] for k in ("mean", "std", "lo", "hi", "n")} for _, r in g.iterrows()}
                             for m, g in agg.groupby("method", sort=False)},
                "margin_sweep": sweep.to_dict(orient="records")}
-    kit = paper_column(metrics, cfg.dataset)
+    kit = paper_column(metrics)
     for other in compare:
-        other_metrics = json.loads((Path(other) / "metrics.json").read_text())
-        kit.update(paper_column(other_metrics, other_metrics.get("dataset", "?")))
+        kit.update(paper_column(json.loads((Path(other) / "metrics.json").read_text())))
     tables = {
         "ablation_retrieval": (wide(agg, RETRIEVAL), f"Text-video retrieval on the {cfg.dataset} test set "
-                               f"({cfg.n_test} pairs), mean ± std over seeds {list(cfg.seeds)}."),
+                               f"({_tested(counts)}), mean ± std over seeds {list(cfg.seeds)}."),
         "head_tail": (wide(agg, ["head t2v R@1", "tail t2v R@1", "DSL t2v R@1"]),
                       "t2v R@1 on head and tail topics, and with dual-softmax re-scoring (DSL, an inference-time variant)."),
         "ablation_ci": (agg[["method", "metric", "mean", "std", "lo", "hi", "n"]].round(2),
@@ -151,8 +159,9 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
         "margin_sweep": (sweep.round(2), f"Subtractive margin sweep (seed {cfg.seeds[0]})."),
         "paper_side_by_side": (paper_table(kit), "The paper's reported results beside this kit's paper-profile runs."),
     }
-    if "QA MC acc" in results:
-        tables["qa"] = (wide(agg, ["QA MC acc", "QA open acc"]), f"Video QA accuracy (%) on the {cfg.dataset} QA split.")
+    if "QA open acc" in results:
+        tables["qa"] = (wide(agg, ["QA MC acc", "QA open acc"]), f"Video QA accuracy (%) on the {cfg.qa_dataset} QA split "
+                        "(open-ended: argmax over the answer vocabulary; multiple choice where questions list candidates).")
     for name, (table, caption) in tables.items():
         write_table(table, run.tables, name, caption)
     write_text(run.tables / "runs.csv", results.to_csv(index=False))
@@ -178,8 +187,9 @@ def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.Data
         "## Margin sweep", "", tables["margin_sweep"][1], "", md(tables["margin_sweep"][0]), "",
     ]
     if "qa" in tables:
-        parts += ["## Video QA", "", tables["qa"][1], "", md(tables["qa"][0]), "", reading(metrics, "QA MC acc"), "",
-                  reading(metrics, "QA open acc"), ""]
+        parts += ["## Video QA", "", tables["qa"][1], "", md(tables["qa"][0]), ""]
+        parts += [part for m in ("QA MC acc", "QA open acc")
+                  if any(m in v for v in metrics["ablation"].values()) for part in (reading(metrics, m), "")]
     weights = weighting_table(cfg)
     if not weights.empty:
         parts += ["## What the learned weighting does", "",
@@ -201,6 +211,8 @@ def reading(metrics: dict, metric: str = "t2v R@1", baseline: str = "infonce") -
     abl = metrics["ablation"]
     if baseline not in abl:
         return f"No `{baseline}` run to compare with."
+    if metric not in abl[baseline] or not abl[baseline][metric]["n"]:
+        return f"No **{metric}**: nothing of that kind was tested (e.g. no test rows in that group)."
     base = abl[baseline][metric]
     lines = [f"Reading of **{metric}** (mean over {base['n']} seed(s)) against `{baseline}` ({base['mean']:.1f}):", ""]
     for method, values in abl.items():

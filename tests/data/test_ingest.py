@@ -100,3 +100,31 @@ def test_every_format_is_reachable_from_the_cli():
     ingest_parser = build_parser()._subparsers._group_actions[0].choices["ingest"]
     dataset = next(a for a in ingest_parser._actions if a.dest == "dataset")
     assert sorted(dataset.choices) == sorted(FORMATS)
+
+
+def test_msrvtt_files_are_told_apart_by_their_columns_in_any_order(tmp_path):
+    """CLIP4Clip ships the 9k list as MSRVTT_train.9k.csv (one column, video_id): it is a train list, not a test csv."""
+    data = write(tmp_path / "MSRVTT_data.json", {
+        "videos": [{"video_id": f"video{i}", "category": i} for i in range(3)],
+        "sentences": [{"video_id": f"video{i}", "caption": f"caption {i}"} for i in range(3)],
+    })
+    train_csv = write(tmp_path / "MSRVTT_train.9k.csv", "video_id\nvideo0\n")
+    test_csv = write(tmp_path / "MSRVTT_JSFUSION_test.csv", "key,vid_key,video_id,sentence\nret0,msr2,video2,a man sings\n")
+    for order in ([test_csv, train_csv, data], [data, train_csv, test_csv]):
+        rows = ingest("msrvtt", order)
+        assert [(r["video_id"], r["split"]) for r in rows] == [("video0", "train"), ("video2", "test")]
+        assert rows[0]["topic"] == "category 0"
+    odd = write(tmp_path / "other.csv", "video,text\nv,t\n")
+    with pytest.raises(ManifestError, match="other.csv:1: columns .* neither a train list"):
+        ingest("msrvtt", [data, odd])
+
+
+def test_a_qa_dataset_merges_into_its_retrieval_manifest(tmp_path):
+    """MSRVTT-QA goes into the same manifest as MSR-VTT: its rows replace earlier QA rows, never retrieval rows."""
+    out = tmp_path / "manifest.jsonl"
+    retrieval = write(tmp_path / "r.jsonl", '{"video_id": "video7", "video": "videos/video7.mp4", "caption": "a dog", "split": "train"}\n')
+    ingest("generic", [retrieval], out)
+    qa = write(tmp_path / "train_qa.json", [{"answer": "dog", "id": 0, "question": "what runs?", "video_id": 7}])
+    ingest("msrvtt-qa", [qa], out)
+    ingest("msrvtt-qa", [qa], out)
+    assert [r["split"] for r in read_manifest(out)] == ["train", "qa_train"]

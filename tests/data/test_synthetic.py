@@ -102,11 +102,11 @@ def test_parse_attributes_reads_every_template_back():
 def test_split_summary_reports_noise_and_balance(smoke_cfg):
     import json
 
-    from mamc.data.synthetic import split_summary
+    from mamc.data.card import split_summary
 
     table = split_summary(json.loads((smoke_cfg.data_dir / "corpus.json").read_text()))
-    assert table.loc["train", "clips"] == smoke_cfg.n_train and table.loc["test", "misaligned"] == 0
-    assert table.loc["meta", "max clips/topic"] == table.loc["meta", "min clips/topic"] == smoke_cfg.n_meta_per_topic
+    assert table.loc["train", "rows"] == smoke_cfg.n_train and table.loc["test", "misaligned"] == 0
+    assert table.loc["meta", "max rows/topic"] == table.loc["meta", "min rows/topic"] == smoke_cfg.n_meta_per_topic
 
 
 def test_synth_never_writes_over_an_ingested_dataset(smoke_cfg, tmp_path):

@@ -54,7 +54,8 @@ def test_paper_numbers_ship_with_their_source():
 def test_only_paper_profile_runs_fill_the_kit_column():
     from mamc.report.tables import paper_column
 
-    paper = {"profile": "paper", "ablation": {"mama": {"t2v R@1": {"mean": 44.44}, "QA open acc": {"mean": 40.0}}}}
-    assert paper_column(paper, "MSR-VTT") == {"MSR-VTT": 44.4}
-    assert paper_column(paper, "MSRVTT-QA") == {"MSRVTT-QA": 40.0}
-    assert paper_column(dict(paper, profile="default"), "MSR-VTT") == {}
+    paper = {"profile": "paper", "dataset": "MSR-VTT", "qa_dataset": "MSRVTT-QA",
+             "ablation": {"mama": {"t2v R@1": {"mean": 44.44}, "QA open acc": {"mean": 40.0}}}}
+    assert paper_column(paper) == {"MSR-VTT": 44.4, "MSRVTT-QA": 40.0}
+    assert paper_column(dict(paper, ablation={"mama": {"t2v R@1": {"mean": 44.44}}})) == {"MSR-VTT": 44.4}
+    assert paper_column(dict(paper, profile="default")) == {}
