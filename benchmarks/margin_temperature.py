@@ -44,8 +44,8 @@ def at_initialisation(cfg, margins: list[float]) -> list[dict]:
         loss = contrastive_loss("subtractive", v, t, m, cfg.temperature).mean()
         loss.backward()
         grad = torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters() if p.grad is not None))
-        cos = torch.nn.functional.cosine_similarity(v, t).mean()
-        out.append({"margin": m, "initial loss": float(loss), "initial grad norm": float(grad),
+        cos = torch.nn.functional.cosine_similarity(v, t).mean().detach()
+        out.append({"margin": m, "initial loss": float(loss.detach()), "initial grad norm": float(grad),
                     "positive logit gain": float((torch.cos(torch.arccos(cos) - m) - cos) / cfg.temperature)})
     return out
 
