@@ -36,7 +36,9 @@ def test_run_folder_holds_every_artifact_of_the_contract(smoke_run):
     assert "\\toprule" in (smoke_run / "tables" / "ablation_retrieval.tex").read_text()
     results = (smoke_run / "RESULTS.md").read_text()
     assert "## Retrieval" in results and "## What the learned weighting does" in results and "## The captioner" in results
+    assert "Attainable t2v ceiling" in results and "tail − head" in results  # read against the ceiling and the control
     metrics = json.loads((smoke_run / "metrics.json").read_text())
+    assert 0 < metrics["t2v_ceiling"]["R@1"] <= 100
     assert set(metrics["ablation"]) == {"infonce", "margin", "meta", "vlm", "mama", "additive"}
     r1 = metrics["ablation"]["mama"]["t2v R@1"]["mean"]
     assert 0 <= r1 <= 100

@@ -280,6 +280,27 @@ def parse_attributes(caption: str) -> dict[str, str | None]:
     return found
 
 
+def retrieval_ceiling(rows: list[dict], ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float] | None:
+    """The attainable text→video R@k of a test split of this corpus. A caption does not single out its clip: it
+    may omit the size, and several clips share all it states. An oracle that knows every clip's true attributes
+    and reads what the caption says (`parse_attributes`, plus the colour change, which captions always tell)
+    finds n clips consistent with it and, breaking that tie at random, expects R@k = min(1, k/n). None for
+    rows without ground truth (every public dataset)."""
+    truth = [r for r in rows if "attributes" in r]
+    if not truth:
+        return None
+    clips = list({r["video_id"]: r["attributes"] for r in truth}.values())
+    consistent = []
+    for r in truth:
+        said = parse_attributes(r["caption"])
+        change = r["attributes"].get("change_to")
+        consistent.append(sum(all(said[a] in (None, c[a]) for a in ATTRIBUTES) and c.get("change_to") == change
+                              for c in clips))
+    n = np.asarray(consistent, dtype=float)
+    return {f"R@{k}": float(100 * np.minimum(1.0, k / n).mean()) for k in ks} | {
+        "distinct attribute sets": len({json.dumps(c, sort_keys=True) for c in clips}), "clips": len(clips)}
+
+
 def caption_accuracy(truth: list[dict], captions: list[str]) -> dict[str, float]:
     """Percent of captions that state each attribute correctly (a missing or ambiguous attribute is wrong),
     and of captions that get all four right."""

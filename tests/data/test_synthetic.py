@@ -3,6 +3,7 @@ from collections import Counter
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from mamc.data.synthetic import COLORS, generate_corpus, render, sample_attributes, zipf_probs
 from mamc.manifest import read_manifest
@@ -122,3 +123,20 @@ def test_synth_never_writes_over_an_ingested_dataset(smoke_cfg, tmp_path):
     with pytest.raises(ValueError, match="ingested dataset 'MSR-VTT'"):
         generate_corpus(replace(smoke_cfg, run_dir=str(tmp_path / "other"), dataset="MSR-VTT"), progress=False)
     assert ingested.read_bytes() == before and not (tmp_path / "data" / "videos").exists()
+
+
+def test_retrieval_ceiling_counts_the_clips_a_caption_cannot_tell_apart():
+    from mamc.data.synthetic import retrieval_ceiling
+
+    def clip(vid, size, caption, change=None):
+        attrs = {"shape": "circle", "color": "red", "direction": "left", "size": size, "change_to": change}
+        return {"video_id": vid, "caption": caption, "attributes": attrs}
+
+    rows = [clip("a", "large", "a large red ball rolls left."), clip("b", "small", "a small red ball rolls left."),
+            clip("c", "small", "we see a red ball that rolls left."),  # no size: a, b and c all fit
+            clip("d", "small", "a red ball rolls left and then turns blue.", change="blue")]
+    ceiling = retrieval_ceiling(rows, ks=(1, 2))
+    # a: only a (large, no change); b: b and c; c: a, b, c; d: only d.
+    assert ceiling["R@1"] == pytest.approx(100 * (1 + 1 / 2 + 1 / 3 + 1) / 4)
+    assert ceiling["R@2"] == pytest.approx(100 * (1 + 1 + 2 / 3 + 1) / 4)
+    assert retrieval_ceiling([{"video_id": "v", "caption": "a dog"}]) is None
