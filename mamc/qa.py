@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mamc.checkpoint import load_weights
 from mamc.config import Config
 from mamc.data.loaders import global_batch_indices, load_frames, usable_rows
 from mamc.data.prepare import ensure_frames, load_rows
@@ -31,10 +30,10 @@ from mamc.embed import frozen_text_features, text_input
 from mamc.evaluate import answer_accuracy
 from mamc.losses import contrastive_loss
 from mamc.manifest import RETRIEVAL_SPLITS, write_json
-from mamc.meta import WeightNet, sample_weights
+from mamc.meta import sample_weights
 from mamc.models import normalize_frames
 from mamc.run import Run, resolve_device, use_threads
-from mamc.runs import METHODS, load_trained
+from mamc.runs import METHODS, best_weight_net, load_trained
 
 
 class QAHead(nn.Module):
@@ -53,16 +52,6 @@ def _captions_by_video(cfg: Config) -> dict[str, str]:
         if r["split"] in RETRIEVAL_SPLITS and r["split"] != "test" and r["caption"]:
             out.setdefault(r["video_id"], r["caption"])
     return out
-
-
-def _weight_net(cfg: Config, name: str) -> WeightNet | None:
-    """The run's weighting MLP as it was at the best-on-validation step (None without meta weighting)."""
-    path = Run(cfg).path("best weight net", name)
-    if not path.exists():
-        return None
-    net = WeightNet(cfg.meta_hidden)
-    load_weights(path, net)
-    return net.eval()
 
 
 def _need_rows(cfg: Config, split: str) -> list[dict]:
@@ -94,7 +83,7 @@ def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progre
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr * 0.5, weight_decay=cfg.weight_decay)
     spec = METHODS[method]
-    weight_net = _weight_net(cfg, name) if spec.meta else None
+    weight_net = best_weight_net(cfg, name) if spec.meta else None
     weight_net = weight_net.to(device) if weight_net is not None else None
     b = min(cfg.batch_size, len(train_rows))
     for step in tqdm(range(cfg.qa_steps), desc=f"qa {name}", disable=not progress):

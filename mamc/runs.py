@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pandas as pd
 
@@ -86,14 +87,23 @@ def load_trained(cfg: Config, name: str) -> DualEncoder:
     return model.to(resolve_device(cfg.device)).eval()
 
 
+def _weight_net(cfg: Config, path: Path) -> WeightNet:
+    net = WeightNet(cfg.meta_hidden)
+    load_weights(path, net)
+    return net.eval()
+
+
 def weight_net_snapshots(cfg: Config, name: str) -> dict[int, WeightNet]:
     """The weighting MLP at every checkpoint of a run (for the loss→weight curves of notebook 04)."""
-    out = {}
-    for path in sorted(Run(cfg).checkpoints(name).glob("weight_net_step*.safetensors")):
-        net = WeightNet(cfg.meta_hidden)
-        load_weights(path, net)
-        out[int(path.stem.split("step")[1])] = net.eval()
-    return out
+    return {int(path.stem.split("step")[1]): _weight_net(cfg, path)
+            for path in sorted(Run(cfg).checkpoints(name).glob("weight_net_step*.safetensors"))}
+
+
+def best_weight_net(cfg: Config, name: str) -> WeightNet | None:
+    """The weighting MLP as it was at the run's best-on-validation step, beside the encoder `load_trained`
+    returns (None for a run without meta weighting)."""
+    path = Run(cfg).path("best weight net", name)
+    return _weight_net(cfg, path) if path.exists() else None
 
 
 def training_log(cfg: Config, methods: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -50,8 +50,10 @@ def examples(rows: list[dict], k: int = 4) -> list[tuple[dict, str | None]]:
     if has_truth(rows):
         return ([(r, None) for r in rows if r["aligned"]][: k // 2]
                 + [(r, r["noise"]) for r in rows if not r["aligned"]][: k - k // 2])
-    first = {r["video_id"]: r for r in reversed(rows)}
-    return [(r, None) for r in list(first.values())[::-1][:k]]
+    first: dict[str, dict] = {}
+    for r in rows:
+        first.setdefault(r["video_id"], r)
+    return [(r, None) for r in list(first.values())[:k]]
 
 
 def dataset_card(rows: list[dict], cfg: Config, manifest: Path) -> str:
