@@ -31,7 +31,7 @@ def test_run_folder_holds_every_artifact_of_the_contract(smoke_run):
             "margin_sweep", "topic_distribution", "caption_accuracy", "training_curves", "captioner_training",
             "caption_examples", "loss_geometry", "methods_t2v_r1"} <= figures
     assert figures == {p.stem for p in (smoke_run / "figures").glob("*.png")}
-    for stem in ("ablation_retrieval", "head_tail", "qa", "margin_sweep", "paper_side_by_side", "ablation_ci"):
+    for stem in ("claims", "ablation_retrieval", "head_tail", "qa", "margin_sweep", "paper_side_by_side", "ablation_ci"):
         assert all((smoke_run / "tables" / f"{stem}.{ext}").exists() for ext in ("csv", "md", "tex"))
     assert "\\toprule" in (smoke_run / "tables" / "ablation_retrieval.tex").read_text()
     results = (smoke_run / "RESULTS.md").read_text()
@@ -39,6 +39,8 @@ def test_run_folder_holds_every_artifact_of_the_contract(smoke_run):
     assert "Attainable t2v ceiling" in results and "tail − head" in results  # read against the ceiling and the control
     metrics = json.loads((smoke_run / "metrics.json").read_text())
     assert 0 < metrics["t2v_ceiling"]["R@1"] <= 100
+    assert [c["claim"][:2] for c in metrics["claims"]] == ["C1", "C2", "C3", "C4", "C5"]
+    assert {c["verdict"] for c in metrics["claims"]} == {"inconclusive"}  # one seed: no interval, no verdict
     assert set(metrics["ablation"]) == {"infonce", "margin", "meta", "vlm", "mama", "additive"}
     r1 = metrics["ablation"]["mama"]["t2v R@1"]["mean"]
     assert 0 <= r1 <= 100

@@ -186,6 +186,13 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
         "margin_sweep": (sweep.round(2), f"Subtractive margin sweep (seed {cfg.seeds[0]})."),
         "paper_side_by_side": (paper_table(kit), "The paper's reported results beside this kit's paper-profile runs."),
     }
+    from mamc.report.claims import claims_table  # claims reads run_results from here
+
+    claims = claims_table(cfg)
+    if not claims.empty:
+        tables["claims"] = (claims.round(2), "The paper's claims on this run: effect (paired by seed), 95% Student-t "
+                            "interval, verdict (supported / not supported / inconclusive at this precision) and why.")
+        metrics["claims"] = claims.to_dict(orient="records")
     if "QA open acc" in results:
         tables["qa"] = (wide(agg, ["QA MC acc", "QA open acc"]), f"Video QA accuracy (%) on the {cfg.qa_dataset} QA split "
                         "(open-ended: argmax over the answer vocabulary; multiple choice where questions list candidates).")
@@ -207,6 +214,7 @@ def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.Data
         f"and `logs/`; dataset `{cfg.dataset}`, seeds {list(cfg.seeds)}, {cfg.steps} training steps per run. Nothing "
         "here is written by hand: the readings compare each method with InfoNCE using 95% Student-t intervals over "
         "seeds.", "",
+        *(["## Claims", "", tables["claims"][1], "", md(tables["claims"][0]), ""] if "claims" in tables else []),
         "## Retrieval", "", tables["ablation_retrieval"][1], "", md(tables["ablation_retrieval"][0]), "",
         reading(metrics, "t2v R@1"), "", reading(metrics, "v2t R@1"), "",
         "## Head and tail topics, DSL", "", tables["head_tail"][1], "", md(tables["head_tail"][0]), "",
