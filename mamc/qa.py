@@ -45,21 +45,21 @@ class QAHead(nn.Module):
         return self.mlp(torch.cat([F.normalize(video, dim=-1), F.normalize(question, dim=-1)], -1))
 
 
-def _captions_by_video(cfg: Config) -> dict[str, str]:
+def _captions_by_video(rows: list[dict]) -> dict[str, str]:
     """A caption of each video from the non-test retrieval splits (the first one listed)."""
     out: dict[str, str] = {}
-    for r in load_rows(cfg):
+    for r in rows:
         if r["split"] in RETRIEVAL_SPLITS and r["split"] != "test" and r["caption"]:
             out.setdefault(r["video_id"], r["caption"])
     return out
 
 
-def _need_rows(cfg: Config, split: str) -> list[dict]:
-    rows = load_rows(cfg, split)
-    if not rows:
+def _split(cfg: Config, rows: list[dict], split: str) -> list[dict]:
+    part = [r for r in rows if r["split"] == split]
+    if not part:
         raise ValueError(f"{Run(cfg).path('manifest')} has no {split!r} rows: QA needs qa_train and qa; ingest a QA dataset "
                          "into the same manifest (`mamc ingest msrvtt-qa … --out` it) or run with qa=False / --no-qa")
-    return rows
+    return part
 
 
 def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progress: bool = False) -> dict:
@@ -67,13 +67,14 @@ def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progre
     device = resolve_device(cfg.device)
     use_threads(cfg.threads)
     torch.manual_seed(seed)
-    train_rows, test_rows = _need_rows(cfg, "qa_train"), _need_rows(cfg, "qa")
+    rows = load_rows(cfg)
+    train_rows, test_rows = _split(cfg, rows, "qa_train"), _split(cfg, rows, "qa")
     model = load_trained(cfg, name).train()
     ensure_frames(cfg, train_rows + test_rows)
     run = Run(cfg)
     train_rows, test_rows = usable_rows(train_rows, run.frame_cache), usable_rows(test_rows, run.frame_cache)
     cache = run.frame_cache
-    known = _captions_by_video(cfg)
+    known = _captions_by_video(rows)
     captions = [r["caption"] or known.get(r["video_id"], "") for r in train_rows]
     vocab = sorted({r["answer"] for r in train_rows} | {c for r in train_rows + test_rows for c in r.get("candidates", [])})
     index = {a: i for i, a in enumerate(vocab)}

@@ -7,7 +7,9 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 from mamc.checkpoint import load_weights
 from mamc.config import METHODS as METHOD_NAMES
@@ -91,6 +93,12 @@ def _weight_net(cfg: Config, path: Path) -> WeightNet:
     net = WeightNet(cfg.meta_hidden)
     load_weights(path, net)
     return net.eval()
+
+
+def curve_values(net: WeightNet, loss_grid: np.ndarray) -> np.ndarray:
+    """The MLP evaluated on a grid of loss values (unnormalised weights in (0, 1))."""
+    with torch.no_grad():
+        return net(torch.as_tensor(loss_grid, dtype=torch.float32)).numpy()
 
 
 def weight_net_snapshots(cfg: Config, name: str) -> dict[int, WeightNet]:

@@ -227,15 +227,14 @@ FORMATS: dict[str, Callable[[list[str], str, str | None, list[str]], list[dict]]
 }
 
 
-def merge_into(out: Path, rows: list[dict]) -> tuple[list[dict], int]:
+def merge_into(out: Path, rows: list[dict]) -> list[dict]:
     """`rows` plus the rows of an existing manifest at `out` that belong to the other task: a QA dataset is
     ingested into the same manifest as its retrieval dataset (and the other way round), each replacing only its
-    own splits. Returns the rows and how many were kept."""
+    own splits."""
     if not out.exists():
-        return rows, 0
+        return rows
     groups = [g for g in (RETRIEVAL_SPLITS, QA_SPLITS) if any(r["split"] in g for r in rows)]
-    kept = [r for r in read_manifest(out) if not any(r["split"] in g for g in groups)]
-    return kept + rows, len(kept)
+    return [r for r in read_manifest(out) if not any(r["split"] in g for g in groups)] + rows
 
 
 def ingest(dataset: str, files: list[str], out: str | Path | None = None, split: str | None = None,
@@ -252,6 +251,6 @@ def ingest(dataset: str, files: list[str], out: str | Path | None = None, split:
 
         rows, _ = carve_splits(rows, val, meta_per_concept, seed)
     if out is not None:
-        rows, _ = merge_into(Path(out), rows)
+        rows = merge_into(Path(out), rows)
         write_jsonl(out, rows)
     return rows

@@ -15,10 +15,7 @@ import pandas as pd
 from mamc.config import Config
 from mamc.evaluate import mean_ci
 from mamc.run import Run
-from mamc.runs import best_weight_net, run_name, weighted_method, weighted_samples
-
-from .figures import curve_values
-from .tables import run_results
+from mamc.runs import best_weight_net, curve_values, run_name, weighted_method, weighted_samples
 
 
 def verdict(ci: dict) -> str:
@@ -77,9 +74,10 @@ def _ends_below_peak(cfg: Config, method: str) -> list[float]:
     return out
 
 
-def claims_table(cfg: Config) -> pd.DataFrame:
-    """C1–C5 of the paper, measured on this run (only the claims whose methods were trained)."""
-    results, have = run_results(cfg), set(cfg.methods)
+def claims_table(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
+    """C1–C5 of the paper, measured on this run (only the claims whose methods were trained); `results` holds one
+    row per (method, seed) with its test metrics (`tables.run_results`)."""
+    have = set(cfg.methods)
     rows = []
     if {"margin", "infonce"} <= have:
         rows.append(_claim("C1 the subtractive margin beats InfoNCE under misalignment", "t2v R@1, margin − infonce",

@@ -11,23 +11,24 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
 from mamc.config import Config
 from mamc.data.prepare import load_rows
 from mamc.manifest import write_json
-from mamc.meta import WeightNet
 from mamc.report import plots
 from mamc.report.tables import aggregate, run_results
 from mamc.run import TRAIN, MissingArtifact, Run
-from mamc.runs import run_name, sweep_runs, topic_groups, training_log, weight_net_snapshots, weighted_method, weighted_samples
+from mamc.runs import (
+    curve_values,
+    run_name,
+    sweep_runs,
+    topic_groups,
+    training_log,
+    weight_net_snapshots,
+    weighted_method,
+    weighted_samples,
+)
 from mamc.topics import top_words_by_true_topic
-
-
-def curve_values(net: WeightNet, loss_grid: np.ndarray) -> np.ndarray:
-    """The MLP evaluated on a grid of loss values (unnormalised weights in (0, 1))."""
-    with torch.no_grad():
-        return net(torch.as_tensor(loss_grid, dtype=torch.float32)).numpy()
 
 
 def weight_curve_data(cfg: Config, name: str, n_points: int = 200) -> tuple[np.ndarray, dict[int, np.ndarray]]:

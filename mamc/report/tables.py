@@ -13,6 +13,7 @@ from mamc.data.prepare import load_rows
 from mamc.data.synthetic import retrieval_ceiling
 from mamc.evaluate import mean_ci
 from mamc.manifest import write_json, write_text
+from mamc.report.claims import claims_table
 from mamc.run import Run
 from mamc.runs import ablation_runs, sweep_runs, weighted_samples
 
@@ -186,9 +187,7 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
         "margin_sweep": (sweep.round(2), f"Subtractive margin sweep (seed {cfg.seeds[0]})."),
         "paper_side_by_side": (paper_table(kit), "The paper's reported results beside this kit's paper-profile runs."),
     }
-    from mamc.report.claims import claims_table  # claims reads run_results from here
-
-    claims = claims_table(cfg)
+    claims = claims_table(cfg, results)
     if not claims.empty:
         tables["claims"] = (claims.round(2), "The paper's claims on this run: effect (paired by seed), 95% Student-t "
                             "interval, verdict (supported / not supported / inconclusive at this precision) and why.")

@@ -7,7 +7,7 @@ from matplotlib.patches import Rectangle
 
 from mamc.meta import WeightNet
 from mamc.report import plots
-from mamc.report.figures import curve_values
+from mamc.runs import curve_values
 
 
 def saved(fig, tmp_path, name):
