@@ -1,5 +1,7 @@
-"""Cost of the meta step: time per training step and peak memory of InfoNCE, the exact meta step, the meta step
-every k steps, and a virtual step restricted to the heads and last block, as ratios to InfoNCE (one run).
+"""Cost of the meta step: time per training step and peak memory of InfoNCE, the exact meta step (the training
+forward shared by the virtual and the real update, as `mamc.train` does), the same with the forward recomputed
+for the real update (the kit before the sharing), the meta step every k steps, and a virtual step restricted to
+the heads and last block, as ratios to InfoNCE (one run, `cfg.threads` torch threads).
 
     python benchmarks/meta_step.py [--steps 20] [--batch 64] [--interval 4] [--profile default] [--param K=V …]
 
@@ -13,6 +15,7 @@ the figure is the growth over the process's footprint once the model is built (a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import resource
 import time
@@ -23,12 +26,13 @@ import torch
 def run_variant(name: str, steps: int, batch: int, interval: int, profile: str, params: dict, queue) -> None:
     from mamc.config import load_config
     from mamc.losses import contrastive_loss
-    from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
+    from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
     from mamc.models import build_model
-    from mamc.run import resolve_device
+    from mamc.run import resolve_device, use_threads
 
     torch.manual_seed(0)
     cfg = load_config(profile, **params)
+    use_threads(cfg.threads)
     device = resolve_device("auto")
     model = build_model(cfg).to(device)
     net = WeightNet(cfg.meta_hidden).to(device)
@@ -45,9 +49,13 @@ def run_variant(name: str, steps: int, batch: int, interval: int, profile: str, 
         return contrastive_loss("subtractive", v, t, cfg.margin, cfg.temperature)
 
     def step(i: int) -> None:
-        if name != "InfoNCE" and i % every == 0:
-            meta_step(model, net, wopt, losses, losses, cfg.virtual_lr, params)
-        ell = losses(model, None)
+        meta_now = name != "InfoNCE" and i % every == 0
+        with meta_kernels() if meta_now else contextlib.nullcontext():
+            ell = losses(model, None)
+        if meta_now:
+            meta_step(model, net, wopt, ell, losses, cfg.virtual_lr, params)
+            if name == "meta, exact, forward recomputed":
+                ell = losses(model, None)
         w = sample_weights(net, ell).detach() if name != "InfoNCE" else torch.ones_like(ell)
         opt.zero_grad()
         (w * ell).mean().backward()
@@ -77,12 +85,13 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=4)
     parser.add_argument("--profile", default="default")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--only", help="comma-separated variant numbers to run (1-4), e.g. 1,2")
+    parser.add_argument("--only", help="comma-separated variant numbers to run (1-5), e.g. 1,2")
     args = parser.parse_args()
     from mamc.config import parse_overrides
 
     params = parse_overrides(args.param)
-    variants = ["InfoNCE", "meta, exact", f"meta, every {args.interval} steps", "meta, restricted virtual step"]
+    variants = ["InfoNCE", "meta, exact", "meta, exact, forward recomputed", f"meta, every {args.interval} steps",
+                "meta, restricted virtual step"]
     variants = [v for i, v in enumerate(variants, 1) if not args.only or str(i) in args.only.split(",")]
     ctx = mp.get_context("spawn")
     results = []
@@ -96,9 +105,9 @@ def main() -> None:
     print(f"profile {args.profile} {params}")
     print(f"device {results[0][3]}, batch {args.batch}, {args.steps} timed steps; memory = growth of the peak "
           f"{'allocated memory' if 'cuda' in results[0][3] else 'RSS'} over the model's own footprint, in MiB")
-    print(f"{'variant':32s} {'s/step':>8s} {'x InfoNCE':>10s} {'step MiB':>9s} {'x InfoNCE':>10s}")
+    print(f"{'variant':34s} {'s/step':>8s} {'x InfoNCE':>10s} {'step MiB':>9s} {'x InfoNCE':>10s}")
     for name, t, m, _ in results:
-        print(f"{name:32s} {t:8.3f} {t / base_t:10.2f} {m:9.0f} {m / base_m:10.2f}")
+        print(f"{name:34s} {t:8.3f} {t / base_t:10.2f} {m:9.0f} {m / base_m:10.2f}")
 
 
 if __name__ == "__main__":

@@ -86,17 +86,24 @@ def cmd_caption(args) -> int:
 
 def cmd_train(args) -> int:
     from mamc.experiments import run_experiments
+    from mamc.run import Run
+    from mamc.runs import ablation_name, knobs_of
     from mamc.train import train
 
     cfg = _run_config(args)
     if args.method == "ablation":
         run_experiments(cfg)
-    else:
+    elif not knobs_of(args.method):
         from mamc.distributed import rank
 
         summary = train(cfg, args.method, args.seed)
         if rank() == 0:
             print(json.dumps(summary, indent=2))
+    else:
+        # A method with a tuned knob: its tuning runs on validation first, then this seed at the chosen value.
+        seed = cfg.seed if args.seed is None else args.seed
+        run_experiments(cfg, methods=[args.method], seeds=[seed], sweep=False)
+        print(json.dumps(Run(cfg).read("summary", ablation_name(cfg, args.method, seed)), indent=2))
     return 0
 
 

@@ -50,7 +50,7 @@ class Config:
     text_model: str = "embedded"
     freeze_text: bool = True
     embed_dim: int = 128
-    video_width: int = 128
+    video_width: int = 64
     video_depth: int = 2
     video_heads: int = 4
     patch_size: int = 16
@@ -62,26 +62,34 @@ class Config:
     meta_hidden: int = 100
     meta_lr: float = 1e-3
     virtual_lr: float = 0.1
-    meta_interval: int = 1
+    # The bi-level step every `meta_interval` steps (the MLP's weights are applied at every step): 5 costs 1.5× an
+    # InfoNCE step instead of 3.3× and reached the exact mode's R@1 (benchmarks/meta_fast.py, docs/MEASUREMENTS.md).
+    meta_interval: int = 5
     meta_params: str = "all"
     normalize_weights: bool = True
     meta_batch_size: int = 64
     # Optimisation
-    steps: int = 200
+    # At most `steps`; a run ends earlier once `patience` validations in a row (every `eval_every` steps) bring
+    # no new best val R-sum (0: train all `steps`), and keeps its best step.
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 20
+    warmup_steps: int = 50
     grad_clip: float = 1.0
-    ckpt_every: int = 50
-    eval_every: int = 100
+    ckpt_every: int = 100
+    eval_every: int = 50
+    patience: int = 5
     num_workers: int = 0
     qa_eta: float = 1.0
     qa_steps: int = 100
     # Experiments run by notebooks 03 and 05
     methods: tuple[str, ...] = METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
-    margin_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)
+    # Tuning grids, searched on validation (mamc.runs: margin for margin/additive, meta_lr for meta; mama takes
+    # both choices). The margin grid is also the sweep of notebook 05 (m = 0 is InfoNCE).
+    margin_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
+    meta_lr_sweep: tuple[float, ...] = (1e-5, 1e-4, 1e-3)
     # VLM captioning (mamc.caption)
     captioner: str = "embedded"
     # The caption recipe (see CAPTION_RECIPES) sets the prompt, sampling and length rule; settings named
@@ -123,7 +131,7 @@ _PROFILES: dict[str, dict[str, Any]] = {
         n_train=192, n_topics=8, n_meta_per_topic=2, n_val=48, n_test=64, n_qa=48, clip_frames=8, clip_size=32,
         frames=4, patch_size=16, steps=12, batch_size=16, meta_batch_size=16, warmup_steps=2, ckpt_every=6, eval_every=6,
         video_width=32, video_depth=1, video_heads=2, embed_dim=32, meta_hidden=16, qa_steps=6,
-        seeds=(0,), margin_sweep=(0.0, 0.2), captioner_steps=4, grid_cell=16, max_new_tokens=8,
+        seeds=(0,), margin_sweep=(0.0, 0.2), meta_lr_sweep=(1e-3,), captioner_steps=4, grid_cell=16, max_new_tokens=8,
         caption_batch_size=8,
     ),
     "default": dict(parallel_runs=2),
@@ -134,9 +142,9 @@ _PROFILES: dict[str, dict[str, Any]] = {
         lr=1e-5, warmup_steps=1000, ckpt_every=1000, eval_every=1000, num_workers=8,
         # At τ = 0.01 the margin adds ≈ m·sin θ/τ logits to each positive: m = 0.1 adds 10 and collapses training
         # (benchmarks/margin_temperature.py, docs/PAPER_RUN.md §8); 0.01 adds one, as m = 0.05 does at τ = 0.05.
-        margin=0.01, margin_sweep=(0.0, 0.005, 0.01, 0.02, 0.05),
+        margin=0.01, margin_sweep=(0.0, 0.005, 0.01, 0.02),
         temperature=0.01, seeds=(0, 1, 2), captioner="llava-hf/llava-1.5-7b-hf", dtype="bfloat16",
-        grid_cell=336, max_new_tokens=64, meta_params="head", threads=0,
+        grid_cell=336, max_new_tokens=64, meta_params="head", meta_interval=1, threads=0,
     ),
 }
 
@@ -146,7 +154,7 @@ _AT_LEAST = dict(
     seed=0, threads=0, parallel_runs=1, n_train=1, n_meta_per_topic=1, n_val=1, n_test=1, n_qa=0, n_topics=1, zipf_exponent=0.0,
     noise_rate=0.0, clip_frames=2, clip_size=8, fps=1, frames=1, frame_size=8, embed_dim=1, video_width=1,
     video_depth=1, video_heads=1, patch_size=1, margin=0.0, meta_hidden=1, virtual_lr=0.0, meta_interval=1,
-    meta_batch_size=2, steps=1, batch_size=2, weight_decay=0.0, warmup_steps=0, ckpt_every=1, eval_every=1,
+    meta_batch_size=2, steps=1, batch_size=2, weight_decay=0.0, warmup_steps=0, ckpt_every=1, eval_every=1, patience=0,
     num_workers=0, qa_eta=0.0, qa_steps=0, captioner_steps=0, grid_rows=1, grid_cols=1, grid_cell=1,
     gen_temperature=0.0, max_new_tokens=1, caption_batch_size=1, max_caption_tokens=0,
 )

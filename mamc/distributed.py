@@ -73,3 +73,12 @@ def broadcast_params(module: torch.nn.Module) -> None:
     if is_distributed():
         for t in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(t.data, 0)
+
+
+def from_rank0(flag: bool) -> bool:
+    """Rank 0's decision (e.g. validation says stop), the same on every rank."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.broadcast(t, 0)
+    return bool(t.item())

@@ -22,11 +22,24 @@ from mamc.evaluate import gt_ranks, video_text_retrieval
 from mamc.lock import run_lock, shared_with_children
 from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
-from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
+from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
 from mamc.models import normalize_frames
 from mamc.qa import train_and_evaluate_qa
 from mamc.run import Run, resolve_device, use_threads
-from mamc.runs import ablation_runs, is_evaluated, load_trained, sweep_runs, topic_groups
+from mamc.runs import (
+    METHODS,
+    ablation_name,
+    ablation_runs,
+    chosen_values,
+    is_evaluated,
+    knobs_of,
+    load_trained,
+    method_config,
+    run_name,
+    sweep_runs,
+    topic_groups,
+    tuning_runs,
+)
 from mamc.train import prepare, train
 
 
@@ -61,15 +74,33 @@ def _in_parallel(cfg: Config, fn: Callable[[tuple], dict], jobs: list[tuple], de
             return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress, unit="run"))
 
 
-def run_experiments(cfg: Config, methods: list[str] | None = None, sweep: bool = True, progress: bool = True) -> list[dict]:
-    """Train the ablation — every seed of each method of `cfg.methods` that is in `methods` (None: all) — and,
-    with `sweep`, the margin sweep; finished runs are skipped. Returns the training summaries."""
+def _longest_first(jobs: list[tuple]) -> list[tuple]:
+    """Meta-weighted runs first, so that the pool does not end waiting on one long run; duplicates dropped."""
+    unique = list({job[3]: job for job in jobs}.values())
+    return sorted(unique, key=lambda job: not METHODS[job[1]].meta)
+
+
+def run_experiments(cfg: Config, methods: list[str] | None = None, seeds: list[int] | None = None, sweep: bool = True,
+                    progress: bool = True) -> list[dict]:
+    """Tune each method's knob on validation, then train the ablation — every seed (or `seeds`) of each method of
+    `cfg.methods` that is in `methods` (None: all) — and, with `sweep`, the margin sweep. Finished runs are
+    skipped; the first seed's run at a chosen value is its tuning run. Returns the training summaries."""
     inline = cfg.parallel_runs <= 1 and progress
-    jobs = [(cfg, m, s, None, inline) for _, m, s in ablation_runs(cfg) if methods is None or m in methods]
+    wanted = [m for m in cfg.methods if methods is None or m in methods]
+    seeds = list(cfg.seeds if seeds is None else seeds)
+    # The tuning runs first, with the runs that need no tuning beside them (both cores busy meanwhile).
+    first = [(run_cfg, m, cfg.seeds[0], name, inline) for name, m, run_cfg in tuning_runs(cfg, wanted)]
+    first += [(cfg, m, s, run_name(m, s), inline) for m in wanted if not knobs_of(m) for s in seeds]
     if sweep:
-        trained = {name for name, _, _ in ablation_runs(cfg)}
-        jobs += [(run_cfg, "margin", cfg.seeds[0], name, inline) for name, run_cfg in sweep_runs(cfg) if name not in trained]
-    return _in_parallel(cfg, _train_job, jobs, "train", progress)
+        first += [(run_cfg, "infonce" if run_cfg.margin == 0 else "margin", cfg.seeds[0], name, inline)
+                  for name, run_cfg in sweep_runs(cfg)]
+    first = _longest_first(first)
+    summaries = _in_parallel(cfg, _train_job, first, "train", progress)
+    chosen = chosen_values(cfg, wanted) if any(knobs_of(m) for m in wanted) else {}
+    trained = {job[3] for job in first}
+    then = [(method_config(cfg, m, chosen), m, s, ablation_name(cfg, m, s, chosen), inline)
+            for m in wanted if knobs_of(m) for s in seeds]
+    return summaries + _in_parallel(cfg, _train_job, _longest_first([j for j in then if j[3] not in trained]), "train", progress)
 
 
 def evaluate_test(cfg: Config, name: str) -> dict:
@@ -109,7 +140,8 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
 
     Test metrics are computed once per selected checkpoint; with `skip_done` they are read back after that.
     """
-    entries = [(cfg, name, method, seed) for name, method, seed in ablation_runs(cfg)]
+    chosen = chosen_values(cfg)
+    entries = [(method_config(cfg, method, chosen), name, method, seed) for name, method, seed in ablation_runs(cfg)]
     entries += [(run_cfg, name, None, None) for name, run_cfg in sweep_runs(cfg)]
     first: dict[str, tuple] = {}
     for entry in entries:
@@ -119,7 +151,7 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
         done = skip_done and is_evaluated(run_cfg, name)
         results.append(Run(run_cfg).read("test", name) if done else evaluate_test(run_cfg, name))
     if qa:
-        jobs = [(cfg, name, method, seed) for _, name, method, seed in first.values() if method is not None]
+        jobs = [(run_cfg, name, method, seed) for run_cfg, name, method, seed in first.values() if method is not None]
         _in_parallel(cfg, _qa_job, jobs, "qa", progress)
     return results
 
@@ -150,17 +182,17 @@ def meta_step_by_hand(cfg: Config, run: str, batch_size: int = 64, steps: int = 
         v, e = call_with(m, params, f, t)
         return contrastive_loss("infonce", v, e, cfg.margin, m.temperature())
 
-    with torch.no_grad():
+    with meta_kernels():
         losses = losses_of(model, None, frames, text)
+    with torch.no_grad():
         before = sample_weights(weight_net, losses, cfg.normalize_weights)
-    stats = [meta_step(model, weight_net, weight_opt, lambda m, p: losses_of(m, p, frames, text),
-                       lambda m, p: losses_of(m, p, mframes, mtext), cfg.virtual_lr,
+    stats = [meta_step(model, weight_net, weight_opt, losses, lambda m, p: losses_of(m, p, mframes, mtext), cfg.virtual_lr,
                        select_params(model, cfg.meta_params), normalize=cfg.normalize_weights) for _ in range(steps)]
     with torch.no_grad():
         after = sample_weights(weight_net, losses, cfg.normalize_weights)
     groups = topic_groups(cfg)
     table = pd.DataFrame({
         "video_id": [r["video_id"] for r in part], "pair": ["clean" if r.get("aligned", True) else "misaligned" for r in part],
-        "topic": [groups.get(r.get("topic"), "?") for r in part], "loss": losses.cpu().numpy(),
+        "topic": [groups.get(r.get("topic"), "?") for r in part], "loss": losses.detach().cpu().numpy(),
         "weight before": before.cpu().numpy(), "weight after": after.cpu().numpy()})
     return table.assign(change=table["weight after"] - table["weight before"]), stats

@@ -6,6 +6,9 @@ step of the model on the weighted loss lowers the plain loss on a small, clean, 
     θ'(φ) = θ − α ∇θ Σᵢ wφ(ℓᵢ) ℓᵢ(θ)          (virtual step, graph kept)
     φ ← φ − β ∇φ L_meta(θ'(φ))                   (meta update)
     θ ← θ − η ∇θ Σᵢ wφ(ℓᵢ)·ℓᵢ(θ), w detached    (real step with the new weights)
+
+The training losses ℓᵢ(θ) are computed once: the virtual step differentiates them (twice, through φ) and the
+real step backpropagates the same graph with the updated weights.
 """
 from __future__ import annotations
 
@@ -52,10 +55,16 @@ def select_params(model: nn.Module, spec: str) -> dict[str, Tensor]:
     return chosen
 
 
+def meta_kernels():
+    """The attention kernel that the meta step needs, as a context manager: the fused CPU kernel has no double
+    backward, so the training forward that the virtual step differentiates twice runs with the math kernel."""
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def virtual_meta_loss(
     model: nn.Module,
     weight_net: nn.Module,
-    train_loss_fn: Callable[[nn.Module, dict[str, Tensor] | None], Tensor],
+    losses: Tensor,
     meta_loss_fn: Callable[[nn.Module, dict[str, Tensor] | None], Tensor],
     virtual_lr: float,
     params: dict[str, Tensor],
@@ -65,12 +74,13 @@ def virtual_meta_loss(
 ) -> tuple[Tensor, Tensor]:
     """L_meta(θ'(φ)) as a function of the MLP's parameters φ, and the weighted training loss.
 
-    `train_loss_fn(model, params)` and `meta_loss_fn(model, params)` return per-sample losses, evaluating the
-    model with `params` substituted through `torch.func.functional_call` (None means the model as it is).
-    Under DDP, `mean_fn` is the global mean and `reduce_grads` averages the virtual gradients across ranks
-    (differentiably) so that every rank takes the same virtual step.
+    `losses` are the per-sample training losses ℓᵢ(θ) with their graph (computed under `meta_kernels()`); the
+    graph is kept, so the real step can backpropagate the same forward with the updated weights.
+    `meta_loss_fn(model, params)` returns the meta batch's per-sample losses, evaluating the model with `params`
+    substituted through `torch.func.functional_call`. Under DDP, `mean_fn` is the global mean and
+    `reduce_grads` averages the virtual gradients across ranks (differentiably) so that every rank takes the
+    same virtual step.
     """
-    losses = train_loss_fn(model, None)
     weights = sample_weights(weight_net, losses, normalize, mean_fn)
     weighted = (weights * losses).mean()
     names = list(params)
@@ -86,23 +96,20 @@ def meta_step(
     model: nn.Module,
     weight_net: nn.Module,
     weight_opt: torch.optim.Optimizer,
-    train_loss_fn: Callable[[nn.Module, dict[str, Tensor] | None], Tensor],
+    losses: Tensor,
     meta_loss_fn: Callable[[nn.Module, dict[str, Tensor] | None], Tensor],
     virtual_lr: float,
     params: dict[str, Tensor],
     sync_grads: Callable[[Iterable[Tensor]], None] | None = None,
     **options,
 ) -> dict[str, float]:
-    """One update of the weighting MLP through a virtual model step (`options`: normalize, mean_fn and
-    reduce_grads of `virtual_meta_loss`).
-
-    `sync_grads` averages the MLP's gradients across ranks under DDP. The math attention kernel is forced
-    because the fused CPU kernel has no double backward.
-    """
-    with sdpa_kernel(SDPBackend.MATH):
-        meta_loss, weighted = virtual_meta_loss(model, weight_net, train_loss_fn, meta_loss_fn, virtual_lr, params, **options)
+    """One update of the weighting MLP through a virtual model step on the training losses `losses` (their
+    forward shared with the real step, whose graph stays usable; `options`: normalize, mean_fn and reduce_grads
+    of `virtual_meta_loss`). `sync_grads` averages the MLP's gradients across ranks under DDP."""
+    with meta_kernels():
+        meta_loss, weighted = virtual_meta_loss(model, weight_net, losses, meta_loss_fn, virtual_lr, params, **options)
         weight_opt.zero_grad(set_to_none=True)
-        meta_loss.backward(inputs=list(weight_net.parameters()))
+        meta_loss.backward(inputs=list(weight_net.parameters()), retain_graph=True)
     if sync_grads is not None:
         sync_grads(weight_net.parameters())
     weight_opt.step()

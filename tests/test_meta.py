@@ -34,7 +34,7 @@ def test_meta_gradient_matches_finite_differences():
     model, train, meta = _tiny_problem()
     net = WeightNet(4).double()
     params = dict(model.named_parameters())
-    loss, _ = virtual_meta_loss(model, net, train, meta, 0.3, params, normalize=True)
+    loss, _ = virtual_meta_loss(model, net, train(model, None), meta, 0.3, params, normalize=True)
     grads = torch.autograd.grad(loss, list(net.parameters()))
     eps = 1e-6
     for p, g in zip(net.parameters(), grads):
@@ -42,9 +42,9 @@ def test_meta_gradient_matches_finite_differences():
         for i in range(flat.numel()):
             old = flat[i].item()
             flat[i] = old + eps
-            up = virtual_meta_loss(model, net, train, meta, 0.3, params)[0].item()
+            up = virtual_meta_loss(model, net, train(model, None), meta, 0.3, params)[0].item()
             flat[i] = old - eps
-            down = virtual_meta_loss(model, net, train, meta, 0.3, params)[0].item()
+            down = virtual_meta_loss(model, net, train(model, None), meta, 0.3, params)[0].item()
             flat[i] = old
             assert abs((up - down) / (2 * eps) - g.view(-1)[i].item()) < 1e-6
 
@@ -55,11 +55,26 @@ def test_meta_step_changes_only_the_mlp_and_lowers_meta_loss_direction():
     before_model = [p.clone() for p in model.parameters()]
     before_net = [p.clone() for p in net.parameters()]
     opt = torch.optim.SGD(net.parameters(), lr=1e-2)
-    out = meta_step(model, net, opt, train, meta, 0.3, dict(model.named_parameters()))
+    out = meta_step(model, net, opt, train(model, None), meta, 0.3, dict(model.named_parameters()))
     assert set(out) == {"meta_loss", "virtual_loss"}
     assert all(torch.equal(a, b) for a, b in zip(before_model, model.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_net, net.parameters()))
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_real_step_reuses_the_training_forward_exactly():
+    """After the meta step, backpropagating the same training losses with the new weights gives the gradient
+    that a fresh forward would: sharing the forward saves its cost and changes nothing."""
+    model, train, meta = _tiny_problem()
+    net = WeightNet(4).double()
+    losses = train(model, None)
+    meta_step(model, net, torch.optim.SGD(net.parameters(), lr=1.0), losses, meta, 0.3, dict(model.named_parameters()))
+    with torch.no_grad():
+        w = sample_weights(net, losses)
+    shared = torch.autograd.grad((w * losses).mean(), list(model.parameters()))
+    fresh = torch.autograd.grad((w * train(model, None)).mean(), list(model.parameters()))
+    for a, b in zip(shared, fresh):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_select_params_restricts_the_virtual_step():

@@ -19,7 +19,7 @@ def shrink(files: dict) -> list[str]:
     """Sizes only: the paper profile's models, steps, batches, seeds and sweep made small; nothing else."""
     sizes = dict(video_backbone=files["clip"], text_model=files["clip"], captioner=files["llava"], frames=4, frame_size=32,
                  embed_dim=32, steps=4, batch_size=8, meta_batch_size=8, warmup_steps=1, ckpt_every=2, eval_every=2,
-                 num_workers=2, seeds=0, margin_sweep="0.0,0.1", grid_cell=32, max_new_tokens=6, qa_steps=2,
+                 num_workers=2, seeds=0, margin_sweep="0.0,0.1", meta_lr_sweep="1e-5", grid_cell=32, max_new_tokens=6, qa_steps=2,
                  caption_batch_size=8, meta_hidden=16)
     return [arg for k, v in sizes.items() for arg in ("--param", f"{k}={v}")]
 
@@ -61,7 +61,7 @@ def test_msrvtt_and_msrvtt_qa_through_all_five_notebooks(files, tmp_path):
     assert [f["video_id"] for f in failures] == ["video46"]  # named in MSRVTT_data.json, never downloaded
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["dataset"] == "MSR-VTT" and metrics["n_test"] == 6 and metrics["n_test_videos"] == 6
-    qa = json.loads((run / "logs" / "mama_s0" / "qa.json").read_text())
+    qa = json.loads((run / "logs" / "mama_s0_m0.1_lr1e-05" / "qa.json").read_text())  # the knobs chosen on val
     assert qa["mc"] is None and qa["n_questions"] == 12 and 0 <= qa["open"]["acc"] <= 100
     side = (run / "tables" / "paper_side_by_side.csv").read_text()
     kit = {line.split(",")[0]: line.rsplit(",", 1)[1] for line in side.splitlines()[1:]}
@@ -82,7 +82,7 @@ def test_didemo_through_the_cli_stages(files, tmp_path):
         run / "data" / "manifest.jsonl", "train")})
     for method in ("infonce", "mama"):
         mamc("train", *common, "--method", method, "--seed", "0")
-    mamc("evaluate", "--run", str(run), "--no-qa", "--param", "methods=infonce,mama", "--param", "margin_sweep=")
+    mamc("evaluate", "--run", str(run), "--no-qa", "--param", "methods=infonce,mama")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_test"] == metrics["n_test_videos"] == 6  # one paragraph per video, as the paper evaluates
     made = mamc("figures", "--run", str(run)).stdout

@@ -33,6 +33,20 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(smoke_cfg):
     assert steps == sorted(steps) and len(steps) == 6 * cfg.batch_size
 
 
+def test_a_run_ends_at_its_validation_plateau_and_stays_ended(smoke_cfg):
+    """With a learning rate of ~0 validation never improves after the first check: `patience` checks later the
+    run ends, keeps its best step, and neither a rerun nor a resume without the summary trains further."""
+    cfg = replace(smoke_cfg, steps=40, eval_every=2, ckpt_every=40, patience=2, lr=1e-12, warmup_steps=0)
+    summary = train(cfg, "infonce", name="plateau", progress=False)
+    assert summary["plateau"] and summary["completed"] and summary["last_step"] == 6 and summary["best"]["step"] == 2
+    assert train(cfg, "infonce", name="plateau", progress=False) == summary
+    Run(cfg).path("summary", "plateau").unlink()  # killed after the last checkpoint, before the summary
+    again = train(cfg, "infonce", name="plateau", progress=False)
+    assert again["last_step"] == 6 and again["plateau"] and again["best"] == summary["best"]
+    scalars = [json.loads(line) for line in Run(cfg).path("scalars", "plateau").read_text().splitlines()]
+    assert [r["step"] for r in scalars] == list(range(6))
+
+
 def test_logs_and_snapshots_for_the_figures(smoke_cfg):
     cfg = replace(smoke_cfg, steps=4, ckpt_every=2, eval_every=2)
     summary = train(cfg, "margin", name="logs", progress=False)

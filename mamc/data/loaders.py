@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mamc.data.video import cache_file, load_cached, sample_indices
+from mamc.data.video import cache_file, load_cached
 
 
 def usable_rows(rows: list[dict], cache_dir: str | Path) -> list[dict]:
@@ -53,15 +53,21 @@ CLIP_MEMORY = ClipMemory()
 
 def load_frames(rows: list[dict], cache_dir: str | Path, n_frames: int, mode: str = "uniform",
                 seed: tuple[int, ...] = (0,), keys: list[int] | None = None) -> torch.Tensor:
-    """uint8 [B, T, H, W, 3] for the rows: `n_frames` sampled from each cached clip (segment-random when
-    training, seeded by `seed` and each row's key, its global batch position, so that the frames do not
-    depend on how a batch is split across ranks)."""
-    out = []
-    for i, row in enumerate(rows):
-        clip = CLIP_MEMORY.get(cache_dir, row["video_id"])
-        rng = np.random.default_rng([*seed, keys[i] if keys else i]) if mode == "random" else None
-        out.append(clip[sample_indices(len(clip), n_frames, mode, rng)])
-    return torch.from_numpy(np.stack(out))
+    """uint8 [B, T, H, W, 3] for the rows: `n_frames` from each cached clip, segment centres ("uniform") or one
+    random frame per segment ("random", training). The random offsets of the batch are drawn at once from `seed`
+    for positions 0…max(keys) and each row takes those of its key, its global batch position, so the frames do
+    not depend on how a batch is split across ranks."""
+    clips = [CLIP_MEMORY.get(cache_dir, row["video_id"]) for row in rows]
+    keys = np.arange(len(rows)) if keys is None else np.asarray(keys)
+    if mode == "uniform":
+        offsets = np.full((len(rows), n_frames), 0.5)
+    elif mode == "random":
+        offsets = np.random.default_rng(list(seed)).random((int(keys.max(initial=0)) + 1, n_frames))[keys]
+    else:
+        raise ValueError(f"unknown sampling mode {mode!r}")
+    lengths = np.array([len(c) for c in clips])[:, None]
+    idx = np.minimum(((np.arange(n_frames) + offsets) * lengths / n_frames).astype(np.int64), lengths - 1)
+    return torch.from_numpy(np.stack([clip[i] for clip, i in zip(clips, idx)]))
 
 
 class StepBatches(torch.utils.data.Dataset):

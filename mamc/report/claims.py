@@ -15,7 +15,7 @@ import pandas as pd
 from mamc.config import Config
 from mamc.evaluate import mean_ci
 from mamc.run import Run
-from mamc.runs import best_weight_net, curve_values, run_name, weighted_method, weighted_samples
+from mamc.runs import ablation_name, best_weight_net, curve_values, method_config, weighted_method, weighted_samples
 
 
 def verdict(ci: dict) -> str:
@@ -49,8 +49,8 @@ def _rarity_slope(cfg: Config, method: str, baseline: str = "infonce") -> list[f
     share = share / share.sum()
     slopes = []
     for seed in cfg.seeds:
-        a = run.read("test", run_name(method, seed))["per_topic_t2v_R@1"]
-        b = run.read("test", run_name(baseline, seed))["per_topic_t2v_R@1"]
+        a = run.read("test", ablation_name(cfg, method, seed))["per_topic_t2v_R@1"]
+        b = run.read("test", ablation_name(cfg, baseline, seed))["per_topic_t2v_R@1"]
         topics = [t for t in a if t in b and t in share.index]
         if len(topics) >= 3:
             gain = np.array([a[t] - b[t] for t in topics])
@@ -64,7 +64,7 @@ def _ends_below_peak(cfg: Config, method: str) -> list[float]:
     is at an end (a monotone curve)."""
     out = []
     for seed in cfg.seeds:
-        name = run_name(method, seed)
+        name = ablation_name(cfg, method, seed)
         net = best_weight_net(cfg, name)
         if net is None:
             continue
@@ -80,9 +80,10 @@ def claims_table(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
     have = set(cfg.methods)
     rows = []
     if {"margin", "infonce"} <= have:
+        margin = method_config(cfg, "margin").margin
         rows.append(_claim("C1 the subtractive margin beats InfoNCE under misalignment", "t2v R@1, margin − infonce",
                            _paired(results, "margin", "infonce"),
-                           f"same data and steps, positives pulled to angle m = {cfg.margin:g} instead of 0"))
+                           f"same data, positives pulled to angle m = {margin:g} (chosen on val) instead of 0"))
     if {"meta", "infonce"} <= have:
         rows.append(_claim("C2 meta-weighting gains grow as topics get rarer",
                            "t2v R@1 gain (meta − infonce) per 10× rarer topic", _rarity_slope(cfg, "meta"),

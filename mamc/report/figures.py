@@ -19,8 +19,8 @@ from mamc.report import plots
 from mamc.report.tables import aggregate, run_results
 from mamc.run import TRAIN, MissingArtifact, Run
 from mamc.runs import (
+    ablation_name,
     curve_values,
-    run_name,
     sweep_runs,
     topic_groups,
     training_log,
@@ -45,7 +45,7 @@ def per_topic_improvement(cfg: Config, method: str = "mama", baseline: str = "in
     """Per-topic test t2v R@1 of `method` minus `baseline`, averaged over seeds (points)."""
     run, diffs = Run(cfg), {}
     for seed in cfg.seeds:
-        a, b = run.read("test", run_name(method, seed)), run.read("test", run_name(baseline, seed))
+        a, b = run.read("test", ablation_name(cfg, method, seed)), run.read("test", ablation_name(cfg, baseline, seed))
         for topic, value in a["per_topic_t2v_R@1"].items():
             diffs.setdefault(topic, []).append(value - b["per_topic_t2v_R@1"][topic])
     return {t: float(np.mean(v)) for t, v in diffs.items()}
@@ -118,7 +118,7 @@ def _training_curves(cfg: Config):
 
 
 def _weight_curves(cfg: Config):
-    name = run_name(weighted_method(cfg), cfg.seeds[0])
+    name = ablation_name(cfg, weighted_method(cfg), cfg.seeds[0])
     grid, curves = weight_curve_data(cfg, name)
     write_json(Run(cfg).figures / "weight_curves.json",
                {"run": name, "loss": grid.tolist(), "curves": {str(k): v.tolist() for k, v in curves.items()}})
@@ -126,7 +126,7 @@ def _weight_curves(cfg: Config):
 
 
 def _loss_weight_distributions(cfg: Config):
-    return plots.loss_weight_distributions(weighted_samples(cfg, run_name(weighted_method(cfg), cfg.seeds[0])))
+    return plots.loss_weight_distributions(weighted_samples(cfg, ablation_name(cfg, weighted_method(cfg), cfg.seeds[0])))
 
 
 def _topic_improvement(cfg: Config):

@@ -15,7 +15,7 @@ from mamc.evaluate import mean_ci
 from mamc.manifest import write_json, write_text
 from mamc.report.claims import claims_table
 from mamc.run import Run
-from mamc.runs import ablation_runs, sweep_runs, weighted_samples
+from mamc.runs import INHERITED, ablation_runs, chosen_values, sweep_runs, tuning_results, weighted_samples
 
 METRICS = {
     "t2v R@1": ("t2v", "R@1"), "t2v R@5": ("t2v", "R@5"), "t2v R@10": ("t2v", "R@10"), "t2v MdR": ("t2v", "MdR"),
@@ -156,6 +156,28 @@ def loss_by_group(cfg: Config) -> pd.DataFrame:
     return df.assign(**{"tail − head": df["tail loss"] - df["head loss"]}).round(3)
 
 
+def training_table(cfg: Config) -> pd.DataFrame:
+    """Per method: the selected (best-on-validation) step and the last step, mean over seeds, and how many runs
+    ended at their plateau rather than at the step limit."""
+    run, rows = Run(cfg), []
+    for name, method, _ in ablation_runs(cfg):
+        s = run.read("summary", name)
+        rows.append({"method": method, "selected step": s["best"]["step"], "last step": s.get("last_step", s["steps"]),
+                     "plateau": bool(s.get("plateau")), "val rsum": s["best"]["val/rsum"], "s/step": s["sec_per_step"]})
+    df = pd.DataFrame(rows).groupby("method", sort=False)
+    out = df[["selected step", "last step", "val rsum", "s/step"]].mean().round({"selected step": 0, "last step": 0,
+                                                                                 "val rsum": 1, "s/step": 4})
+    return out.assign(**{"runs at plateau": df["plateau"].sum().astype(int).astype(str) + "/" + df.size().astype(str)})
+
+
+def tuning_caption(cfg: Config) -> str:
+    inherited = "; ".join(f"`{m}` takes " + ", ".join(f"{k} from `{src}`" for k, src in knobs.items())
+                          for m, knobs in INHERITED.items() if m in cfg.methods)
+    return (f"Tuning on validation, seed {cfg.seeds[0]}: each method with a knob of its own tries the same number of "
+            f"values and keeps the best validation R-sum (nothing is chosen on test); τ = {cfg.temperature:g} is shared. "
+            f"{inherited}.")
+
+
 def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
     """Write every table under `tables/`, the run's `metrics.json` and `RESULTS.md`; returns the metrics. The
     paper side-by-side fills its kit column from this run when it is a `paper`-profile run, and from the run
@@ -173,7 +195,7 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
                "runs": results.to_dict(orient="records"),
                "ablation": {m: {r["metric"]: {k: r[k] for k in ("mean", "std", "lo", "hi", "n")} for _, r in g.iterrows()}
                             for m, g in agg.groupby("method", sort=False)},
-               "margin_sweep": sweep.to_dict(orient="records")}
+               "margin_sweep": sweep.to_dict(orient="records"), "chosen": chosen_values(cfg)}
     kit = paper_column(metrics)
     for other in compare:
         kit.update(paper_column(json.loads((Path(other) / "metrics.json").read_text())))
@@ -181,16 +203,25 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
         "ablation_retrieval": (wide(agg, RETRIEVAL), f"Text-video retrieval on the {cfg.dataset} test set "
                                f"({_tested(counts)}), mean ± std over seeds {list(cfg.seeds)}.{_ceiling(ceiling)}"),
         "head_tail": (wide(agg, ["head t2v R@1", "tail t2v R@1", "DSL t2v R@1"]),
-                      "t2v R@1 on head and tail topics, and with dual-softmax re-scoring (DSL, an inference-time variant)."),
+                      "t2v R@1 on head and tail topics, and with dual-softmax re-scoring (DSL, an inference-time "
+                      f"variant).{_ceiling(ceiling)}"),
         "ablation_ci": (agg[["method", "metric", "mean", "std", "lo", "hi", "n"]].round(2),
-                        "Every metric with its 95% Student-t interval over seeds."),
-        "margin_sweep": (sweep.round(2), f"Subtractive margin sweep (seed {cfg.seeds[0]})."),
+                        f"Every metric with its 95% Student-t interval over seeds.{_ceiling(ceiling)}"),
+        "margin_sweep": (sweep.round(2), f"Subtractive margin sweep on test (seed {cfg.seeds[0]}; the margin is chosen "
+                         f"on validation, see the tuning table).{_ceiling(ceiling)}"),
+        "training": (training_table(cfg), f"Training to the plateau: each run validates every {cfg.eval_every} steps and "
+                     f"ends after {cfg.patience} validations without a new best R-sum (at most {cfg.steps} steps); the "
+                     "selected step is the best one. Mean over seeds."),
         "paper_side_by_side": (paper_table(kit), "The paper's reported results beside this kit's paper-profile runs."),
     }
+    tuning = tuning_results(cfg)
+    if not tuning.empty:
+        tables["tuning"] = (tuning.round(2), tuning_caption(cfg))
     claims = claims_table(cfg, results)
     if not claims.empty:
         tables["claims"] = (claims.round(2), "The paper's claims on this run: effect (paired by seed), 95% Student-t "
-                            "interval, verdict (supported / not supported / inconclusive at this precision) and why.")
+                            "interval and its half-width (the precision reached; the goal is ±1 point of t2v R@1), "
+                            f"verdict (supported / not supported / inconclusive at this precision) and why.{_ceiling(ceiling)}")
         metrics["claims"] = claims.to_dict(orient="records")
     if "QA open acc" in results:
         tables["qa"] = (wide(agg, ["QA MC acc", "QA open acc"]), f"Video QA accuracy (%) on the {cfg.qa_dataset} QA split "
@@ -210,10 +241,12 @@ def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.Data
     parts = [
         f"# Results of a `{cfg.profile}` run", "",
         f"Written by `mamc reproduce` (notebook 05, or `mamc evaluate`) from the run folder's `tables/`, `metrics.json` "
-        f"and `logs/`; dataset `{cfg.dataset}`, seeds {list(cfg.seeds)}, {cfg.steps} training steps per run. Nothing "
-        "here is written by hand: the readings compare each method with InfoNCE using 95% Student-t intervals over "
-        "seeds.", "",
+        f"and `logs/`; dataset `{cfg.dataset}`, seeds {list(cfg.seeds)}; every run trains to its validation plateau "
+        f"(at most {cfg.steps} steps). Nothing here is written by hand: the readings compare each method with InfoNCE "
+        "using 95% Student-t intervals over seeds.", "",
         *(["## Claims", "", tables["claims"][1], "", md(tables["claims"][0]), ""] if "claims" in tables else []),
+        "## Training and tuning", "", tables["training"][1], "", md(tables["training"][0]), "",
+        *([tables["tuning"][1], "", md(tables["tuning"][0]), ""] if "tuning" in tables else []),
         "## Retrieval", "", tables["ablation_retrieval"][1], "", md(tables["ablation_retrieval"][0]), "",
         reading(metrics, "t2v R@1"), "", reading(metrics, "v2t R@1"), "",
         "## Head and tail topics, DSL", "", tables["head_tail"][1], "", md(tables["head_tail"][0]), "",
