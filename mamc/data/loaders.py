@@ -88,9 +88,10 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> tuple[list[int], torch.Tensor]:
         idx = global_batch_indices(len(self.rows), self.batch_size, step, self.seed * 1000 + self.stream)
+        # A split smaller than the batch (a small meta set) gives a shorter batch: keys of the positions it has.
         idx = idx[self.keys[0] : self.keys[-1] + 1].tolist()
         frames = load_frames([self.rows[i] for i in idx], self.cache_dir, self.n_frames, "random",
-                             (self.seed, self.stream, step), self.keys)
+                             (self.seed, self.stream, step), self.keys[: len(idx)])
         return idx, frames
 
 

@@ -33,3 +33,13 @@ def test_step_batches_split_across_ranks(smoke_cfg):
     assert whole[0] == halves[0][0] + halves[1][0]
     assert np.array_equal(whole[1].numpy(), np.concatenate([h[1].numpy() for h in halves]))
     assert [idx for idx, _ in step_loader(StepBatches(rows, cache, 4, 8, 8, 0, 0, 0), 4, 6, 0)][1] == whole[0]
+
+
+def test_a_split_smaller_than_the_batch_gives_a_shorter_batch(smoke_cfg):
+    from mamc.data.prepare import ensure_frames, load_rows
+    from mamc.run import Run
+
+    rows = load_rows(smoke_cfg, "train")[:6]
+    ensure_frames(smoke_cfg, rows)
+    idx, frames = StepBatches(rows, Run(smoke_cfg).frame_cache, 4, 8, 8, 0, 0, 0)[3]
+    assert sorted(idx) == list(range(6)) and frames.shape[:2] == (6, 4)
