@@ -50,9 +50,12 @@ class Config:
     text_model: str = "embedded"
     freeze_text: bool = True
     embed_dim: int = 128
-    video_width: int = 64
+    # Width 48 with an MLP of twice the width: 0.6x the step time of width 64 × 4 at the same validation R-sum
+    # (docs/MEASUREMENTS.md, "Model shape").
+    video_width: int = 48
     video_depth: int = 2
     video_heads: int = 4
+    video_mlp_ratio: int = 2
     patch_size: int = 16
     # Objective
     margin: float = 0.1
@@ -96,7 +99,19 @@ class Config:
     # explicitly win over it.
     caption_recipe: str = "paper"
     caption_input: str = "grid"
-    captioner_steps: int = 600
+    # The embedded captioner trains on a corpus of its own (mamc.caption.corpus: `captioner_corpus` clips, the
+    # first `captioner_heldout` held out to measure it), disjoint from the benchmark. Snapshots after each of
+    # `dose_captioner_steps` steps are the weaker captioners of the dose-response; `captioner_snapshot` = k selects
+    # one (its captions, its vlm runs; 0 is the trained captioner).
+    captioner_corpus: int = 4000
+    captioner_heldout: int = 200
+    captioner_vision_steps: int = 1500
+    captioner_steps: int = 400
+    captioner_batch_size: int = 32
+    captioner_lr: float = 5e-4
+    captioner_text_width: int = 128
+    dose_captioner_steps: tuple[int, ...] = (100, 200)
+    captioner_snapshot: int = 0
     grid_rows: int = 3
     grid_cols: int = 4
     grid_cell: int = 32
@@ -117,6 +132,14 @@ class Config:
     def data_dir(self) -> Path:
         return self.run_path / "data"
 
+    @property
+    def dose_snapshots(self) -> tuple[int, ...]:
+        """The embedded captioner's snapshots that the dose-response uses (steps before the end of its training);
+        none for any other captioner."""
+        if self.captioner != "embedded":
+            return ()
+        return tuple(k for k in self.dose_captioner_steps if 0 < k < self.captioner_steps)
+
 
 # The paper's text (§3.3) and the authors' released demo differ; both are named here, the paper's is the default.
 CAPTION_RECIPES: dict[str, dict[str, Any]] = {
@@ -131,8 +154,9 @@ _PROFILES: dict[str, dict[str, Any]] = {
         n_train=192, n_topics=8, n_meta_per_topic=2, n_val=48, n_test=64, n_qa=48, clip_frames=8, clip_size=32,
         frames=4, patch_size=16, steps=12, batch_size=16, meta_batch_size=16, warmup_steps=2, ckpt_every=6, eval_every=6,
         video_width=32, video_depth=1, video_heads=2, embed_dim=32, meta_hidden=16, qa_steps=6,
-        seeds=(0,), margin_sweep=(0.0, 0.2), meta_lr_sweep=(1e-3,), captioner_steps=4, grid_cell=16, max_new_tokens=8,
-        caption_batch_size=8,
+        seeds=(0,), margin_sweep=(0.0, 0.2), meta_lr_sweep=(1e-3,), grid_cell=16, max_new_tokens=8, caption_batch_size=8,
+        captioner_corpus=48, captioner_heldout=8, captioner_vision_steps=4, captioner_steps=4, captioner_batch_size=8,
+        dose_captioner_steps=(2,),
     ),
     "default": dict(parallel_runs=2),
     "paper": dict(
@@ -144,7 +168,7 @@ _PROFILES: dict[str, dict[str, Any]] = {
         # (benchmarks/margin_temperature.py, docs/PAPER_RUN.md §8); 0.01 adds one, as m = 0.05 does at τ = 0.05.
         margin=0.01, margin_sweep=(0.0, 0.005, 0.01, 0.02),
         temperature=0.01, seeds=(0, 1, 2), captioner="llava-hf/llava-1.5-7b-hf", dtype="bfloat16",
-        grid_cell=336, max_new_tokens=64, meta_params="head", meta_interval=1, threads=0,
+        grid_cell=336, max_new_tokens=64, meta_params="head", meta_interval=1, threads=0, dose_captioner_steps=(),
     ),
 }
 
@@ -153,13 +177,15 @@ _PROFILES: dict[str, dict[str, Any]] = {
 _AT_LEAST = dict(
     seed=0, threads=0, parallel_runs=1, n_train=1, n_meta_per_topic=1, n_val=1, n_test=1, n_qa=0, n_topics=1, zipf_exponent=0.0,
     noise_rate=0.0, clip_frames=2, clip_size=8, fps=1, frames=1, frame_size=8, embed_dim=1, video_width=1,
-    video_depth=1, video_heads=1, patch_size=1, margin=0.0, meta_hidden=1, virtual_lr=0.0, meta_interval=1,
+    video_depth=1, video_heads=1, video_mlp_ratio=1, patch_size=1, margin=0.0, meta_hidden=1, virtual_lr=0.0, meta_interval=1,
     meta_batch_size=2, steps=1, batch_size=2, weight_decay=0.0, warmup_steps=0, ckpt_every=1, eval_every=1, patience=0,
-    num_workers=0, qa_eta=0.0, qa_steps=0, captioner_steps=0, grid_rows=1, grid_cols=1, grid_cell=1,
+    num_workers=0, qa_eta=0.0, qa_steps=0, captioner_vision_steps=0, captioner_steps=0, captioner_corpus=2, captioner_heldout=1,
+    captioner_batch_size=1, captioner_text_width=4,
+    captioner_snapshot=0, grid_rows=1, grid_cols=1, grid_cell=1,
     gen_temperature=0.0, max_new_tokens=1, caption_batch_size=1, max_caption_tokens=0,
 )
 _AT_MOST = dict(n_topics=EMBEDDED_TOPICS, noise_rate=1.0, margin=math.pi)
-_POSITIVE = ("temperature", "lr", "meta_lr", "grad_clip")
+_POSITIVE = ("temperature", "lr", "meta_lr", "grad_clip", "captioner_lr")
 _CHOICES = dict(meta_params=("all", "head"), caption_input=("grid", "frames"), caption_recipe=tuple(CAPTION_RECIPES),
                 dtype=("auto", "float32", "bfloat16", "float16"))
 _TYPE_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
@@ -207,6 +233,9 @@ def check_values(cfg: Config) -> None:
         raise ValueError(f"video_width={cfg.video_width} must divide by video_heads={cfg.video_heads}")
     if cfg.video_backbone == "tiny" and cfg.frame_size % cfg.patch_size:
         raise ValueError(f"frame_size={cfg.frame_size} must divide by patch_size={cfg.patch_size}")
+    if cfg.captioner_heldout >= cfg.captioner_corpus:
+        raise ValueError(f"captioner_heldout={cfg.captioner_heldout} leaves no training clip of captioner_corpus="
+                         f"{cfg.captioner_corpus}")
     if not cfg.seeds:
         raise ValueError("seeds must name at least one seed")
     unknown = set(cfg.methods) - set(METHODS)

@@ -135,6 +135,18 @@ def _accuracy(hits: np.ndarray, qtype: Sequence[str] | None) -> dict[str, float]
     return out
 
 
+def seeds_for_precision(std: float, half_width: float = 1.0, level: float = 0.95, most: int = 1000) -> int | None:
+    """The fewest seeds whose Student-t interval would be ±`half_width` at this seed-to-seed spread (the spread
+    measured, taken as the truth): what a run needs for a given precision. None when unknown (one seed) or
+    beyond `most`."""
+    if not np.isfinite(std):
+        return None
+    for n in range(2, most + 1):
+        if stats.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n) <= half_width:
+            return n
+    return None
+
+
 def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
     """Mean, sample std and a Student-t confidence interval over seeds (the interval is NaN for one seed)."""
     x = np.asarray(values, dtype=float)

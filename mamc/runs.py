@@ -47,7 +47,7 @@ assert tuple(METHODS) == METHOD_NAMES, "config.METHODS names the registry's meth
 SEARCHED = {"margin": "margin", "additive": "margin", "meta": "meta_lr"}  # method → its knob
 INHERITED = {"mama": {"margin": "margin", "meta_lr": "meta"}}  # method → {knob: method whose choice it takes}
 GRIDS = {"margin": "margin_sweep", "meta_lr": "meta_lr_sweep"}  # knob → the configuration field listing its values
-_SHORT = {"margin": "m", "meta_lr": "lr"}
+_SHORT = {"margin": "m", "meta_lr": "lr", "captioner_snapshot": "c"}
 
 
 def run_name(method: str, seed: int, **knobs: float) -> str:
@@ -135,6 +135,15 @@ def sweep_runs(cfg: Config) -> list[tuple[str, Config]]:
     seed = cfg.seeds[0]
     return [(run_name("infonce", seed) if m == 0 else run_name("margin", seed, margin=m), replace(cfg, margin=m))
             for m in cfg.margin_sweep]
+
+
+def dose_runs(cfg: Config) -> list[tuple[str, int, Config]]:
+    """(run name, seed, configuration) of the dose-response's `vlm` runs: every seed, with the captions of each
+    weaker captioner (`Config.dose_snapshots`). The trained captioner's point is the ablation's own `vlm` runs."""
+    if "vlm" not in cfg.methods:
+        return []
+    return [(run_name("vlm", s, captioner_snapshot=k), s, replace(cfg, captioner_snapshot=k))
+            for k in cfg.dose_snapshots for s in cfg.seeds]
 
 
 def weighted_method(cfg: Config) -> str:

@@ -33,6 +33,7 @@ def test_overrides_are_coerced_and_unknown_keys_rejected():
     ({"batch_size": "1"}, "batch_size=1 is out of range: expected 2 ≤ batch_size"),
     ({"meta_params": "some"}, "meta_params='some' is not one of all, head"),
     ({"video_width": "30", "video_heads": "4"}, "video_width=30 must divide by video_heads=4"),
+    ({"captioner_heldout": "48"}, "captioner_heldout=48 leaves no training clip of captioner_corpus=48"),
 ])
 def test_bad_values_are_rejected_up_front_naming_the_setting(override, message):
     with pytest.raises(ValueError) as err:
@@ -46,3 +47,9 @@ def test_every_embedded_topic_is_allowed_and_no_more():
 
     assert len(topic_names()) == EMBEDDED_TOPICS
     assert load_config("smoke", n_topics=str(EMBEDDED_TOPICS)).n_topics == EMBEDDED_TOPICS
+
+
+def test_the_dose_response_uses_snapshots_of_the_embedded_captioner_only():
+    assert load_config("smoke", dose_captioner_steps="1,3,4,9", captioner_steps=4).dose_snapshots == (1, 3)
+    assert load_config("smoke", captioner="some/hub-id").dose_snapshots == ()
+    assert load_config("paper").dose_snapshots == ()

@@ -89,3 +89,31 @@ def test_runs_side_by_side_in_worker_processes_give_the_same_results(smoke_cfg, 
         a, b = (checkpoint_tensors(Run(c).checkpoints(name)) for c in (inline, pooled))
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert Run(inline).read("qa", name) == Run(pooled).read("qa", name)
+
+
+def test_the_dose_response_trains_vlm_on_each_weaker_captioners_captions(smoke_cfg, tmp_path):
+    from mamc.caption.jobs import caption_quality
+    from mamc.data.prepare import load_rows
+    from mamc.report.tables import dose_response
+
+    (tmp_path / "data").mkdir()
+    for name in ("videos", "manifest.jsonl", "corpus.json"):
+        (tmp_path / "data" / name).symlink_to(smoke_cfg.data_dir / name)
+    train = read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "train")
+    cfg = replace(smoke_cfg, run_dir=str(tmp_path), methods=("infonce", "vlm"), seeds=(0, 1), dose_captioner_steps=(2,), margin_sweep=(0.0,),
+                  captioner_steps=4, steps=2, eval_every=1, ckpt_every=2, patience=0, qa_steps=1)
+    weak = replace(cfg, captioner_snapshot=2)
+    for run_cfg, caption in ((cfg, "true_caption"), (weak, None)):
+        path = Run(run_cfg).path("captions")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({**r, "caption": r[caption] if caption else "a weak caption", "source": "vlm"})
+                                + "\n" for r in train))
+        caption_quality(run_cfg)
+    assert {r["caption"] for r in load_rows(weak, "train", with_vlm=True) if r["source"] == "vlm"} == {"a weak caption"}
+    trained = {s["name"] for s in run_experiments(cfg, sweep=False, progress=False)}
+    assert trained == {"infonce_s0", "infonce_s1", "vlm_s0", "vlm_s1", "vlm_s0_c2", "vlm_s1_c2"}
+    evaluate_all(cfg, qa=False)
+    table = dose_response(cfg)
+    assert list(table["captioner steps"]) == [2, 4] and list(table["seeds"]) == [2, 2]
+    weak_all, strong_all = table["captions all right (%)"]  # true captions sometimes leave out the size
+    assert weak_all == 0.0 and strong_all > 50

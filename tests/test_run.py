@@ -50,3 +50,21 @@ def test_a_public_dataset_run_is_never_told_to_synthesise(tmp_path):
         assert "mamc ingest" in str(err.value) and "synth" not in str(err.value)
     with pytest.raises(MissingArtifact, match="mamc synth"):
         Run(load_config("smoke", run_dir=str(tmp_path))).need("corpus")
+
+
+def test_a_captioner_snapshot_has_its_own_captioner_captions_and_scores(tmp_path):
+    from mamc.run import Run
+
+    cfg = load_config("smoke", run_dir=str(tmp_path))
+    weak = Run(load_config("smoke", run_dir=str(tmp_path), captioner_snapshot=2))
+    assert weak.path("captioner") == tmp_path / "captioner_step2"
+    assert weak.path("captions") == tmp_path / "data" / "dose" / "step2" / "captions.jsonl"
+    assert weak.path("caption quality").parent == weak.path("captions").parent
+    assert weak.path("manifest") == Run(cfg).path("manifest")  # the same benchmark
+    for path in (Run(cfg).path("captions"), weak.path("captions")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    assert Run(cfg).caption_files() == [Run(cfg).path("captions")] and weak.caption_files() == [weak.path("captions")]
+    save_config(cfg)
+    (tmp_path / "checkpoints").mkdir()
+    save_config(load_config("smoke", run_dir=str(tmp_path), captioner_snapshot=2))  # a selector, not another setting

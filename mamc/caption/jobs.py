@@ -10,7 +10,9 @@ generation settings, grid and seed.
 """
 from __future__ import annotations
 
+import functools
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,14 @@ def keyframe_grid(frames: np.ndarray, cfg: Config) -> Image.Image:
 
 
 def grid_for_video(path: str | Path, cfg: Config) -> Image.Image:
+    """The captioning input of a video file, remembered in this process: the dose-response captions the same
+    videos with every captioner snapshot, and the captioner's held-out clips are captioned once per snapshot."""
+    return _grid(str(path), cfg.grid_rows, cfg.grid_cols, cfg.grid_cell)
+
+
+@functools.lru_cache(maxsize=8192)  # at most 8,192 grids (of 128 × 128 pixels by default: 400 MB)
+def _grid(path: str, rows: int, cols: int, cell: int) -> Image.Image:
+    cfg = Config(grid_rows=rows, grid_cols=cols, grid_cell=cell)
     return keyframe_grid(candidate_frames(path, cfg), cfg)
 
 
@@ -215,6 +225,17 @@ def caption_quality(cfg: Config) -> dict | None:
               "original": caption_accuracy([truth[r["video_id"]] for r in originals], [r["caption"] for r in originals])}
     write_json(Run(cfg).path("caption quality"), result)
     return result
+
+
+def caption_with_snapshots(cfg: Config, progress: bool = True) -> dict[int, dict | None]:
+    """The dose-response's captions: the training videos captioned again by each weaker snapshot of the embedded
+    captioner (`Config.dose_snapshots`), each resumable like the main job, and scored (`caption_quality`)."""
+    quality = {}
+    for step in cfg.dose_snapshots:
+        snapshot = replace(cfg, captioner_snapshot=step)
+        caption_videos(snapshot, progress=progress)
+        quality[step] = caption_quality(snapshot)
+    return quality
 
 
 def caption_real_clips(cfg: Config, captioner: Captioner, clips: list[Path]) -> list[dict]:

@@ -46,7 +46,8 @@ def build_tokenizer(texts: list[str]):
     return fast
 
 
-def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: int = 128, seed: int = 0):
+def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: int = 128, seed: int = 0,
+                    text_width: int | None = None):
     """An untrained tiny LLaVA (processor, model) whose tokenizer covers `texts`."""
     from transformers import (
         CLIPImageProcessor,
@@ -66,7 +67,8 @@ def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: i
                                num_additional_image_tokens=1)
     vision = CLIPVisionConfig(image_size=image_size, patch_size=patch, hidden_size=width, intermediate_size=2 * width,
                               num_hidden_layers=2, num_attention_heads=4, projection_dim=width)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+    text_width = text_width or width
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=text_width, intermediate_size=2 * text_width, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
@@ -95,32 +97,82 @@ def training_batch(processor, images, captions: list[str], prompt: str) -> dict[
     return enc
 
 
+def fit(params: list[torch.nn.Parameter], batch_loss: Callable[[np.ndarray, np.random.Generator], torch.Tensor], n: int,
+        steps: int, batch_size: int, lr: float, seed: int, desc: str, progress: bool = True,
+        after_step: Callable[[int], None] | None = None) -> list[float]:
+    """AdamW with a one-cycle schedule on `batch_loss(indices, rng)` over random batches of `n` examples; calls
+    `after_step(k)` after step k. Returns the loss curve."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    # A tenth of the steps to warm up (at least 2.5, which keeps OneCycleLR off a zero-length phase).
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
+                                                pct_start=min(0.9, max(0.1, 2.5 / max(steps, 1))))
+    losses = []
+    for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress):
+        loss = batch_loss(rng.choice(n, size=min(batch_size, n), replace=False), rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if after_step is not None:
+            after_step(step)
+    return losses
+
+
+def pretrain_vision(processor, model, images: Callable[[int, np.random.Generator], Image.Image],
+                    labels: dict[str, list[str]], steps: int, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+                    progress: bool = True) -> list[float]:
+    """Stage 1, as a real LLaVA's vision encoder is trained before the captioner: the vision tower alone, with one
+    linear head per attribute (`labels[attribute][i]` of example i) on its mean patch feature — the feature the
+    projector reads. The heads are dropped afterwards. Returns the loss curve (sum of the heads' cross-entropies)."""
+    tower = model.model.vision_tower
+    classes = {k: sorted(set(v)) for k, v in labels.items()}
+    targets = {k: torch.tensor([classes[k].index(x) for x in v]) for k, v in labels.items()}
+    width = tower.config.hidden_size
+    heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(c)) for k, c in classes.items()})
+    tower.train()
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        pixels = processor.image_processor(images=[images(i, rng) for i in idx], return_tensors="pt")["pixel_values"]
+        feature = tower(pixel_values=pixels).last_hidden_state[:, 1:].mean(1)
+        return sum(torch.nn.functional.cross_entropy(head(feature), targets[k][idx]) for k, head in heads.items())
+
+    n = len(next(iter(labels.values())))
+    return fit([*tower.parameters(), *heads.parameters()], batch_loss, n, steps, batch_size, lr, seed, "vision tower",
+               progress)
+
+
 def train_captioner(processor, model, images: list | Callable[[int, np.random.Generator], Image.Image],
                     captions: list[str], prompt: str, steps: int, out_dir: str | Path, batch_size: int = 16,
-                    lr: float = 5e-4, seed: int = 0, progress: bool = True) -> list[float]:
-    """Teacher-forced training on (grid, caption) pairs; saves model and processor with `save_pretrained`.
+                    lr: float = 5e-4, seed: int = 0, progress: bool = True,
+                    snapshots: dict[int, Path] | None = None, freeze_vision: bool = False) -> list[float]:
+    """Teacher-forced training on (grid, caption) pairs; saves model and processor with `save_pretrained`, and
+    in `snapshots[k]` as they are after k steps (weaker captioners from the same training). With
+    `freeze_vision` the vision tower stays as it is (LLaVA-1.5 keeps its pretrained encoder frozen).
 
     `images` is a list of grids, or a function (index, rng) → grid that draws a new grid each time (data
     augmentation). Returns the loss curve."""
     image = images if callable(images) else (lambda i, _rng: images[i])
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    save = lambda folder: save_atomically(Path(folder), lambda tmp: (model.save_pretrained(tmp),  # noqa: E731
+                                                                      processor.save_pretrained(tmp)))
+    model.model.vision_tower.requires_grad_(not freeze_vision)
     model.train()
-    losses = []
-    for _ in tqdm(range(steps), desc="captioner", disable=not progress):
-        idx = rng.choice(len(captions), size=min(batch_size, len(captions)), replace=False)
-        batch = training_batch(processor, [image(i, rng) for i in idx], [captions[i] for i in idx], prompt)
-        loss = model(**batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        return model(**training_batch(processor, [image(i, rng) for i in idx], [captions[i] for i in idx], prompt)).loss
+
+    def after_step(step: int) -> None:
+        if step in (snapshots or {}):
+            save(snapshots[step])
+
+    losses = fit([p for p in model.parameters() if p.requires_grad], batch_loss, len(captions), steps, batch_size, lr,
+                 seed, "captioner", progress, after_step)
+    model.requires_grad_(True)
     model.eval()
-    save_atomically(Path(out_dir), lambda tmp: (model.save_pretrained(tmp), processor.save_pretrained(tmp)))
+    save(out_dir)
     return losses
 
 
@@ -138,17 +190,21 @@ def save_atomically(out_dir: Path, save: Callable[[Path], object]) -> None:
 
 
 def train_embedded_captioner(cfg, progress: bool = True) -> dict:
-    """Train the embedded captioner on the clean meta split's keyframe grids and save it in the run folder
-    (`captioner/`, with its loss curve in `training.json`), where `cfg.captioner == "embedded"` finds it.
-    Returns the loss curve and sizes."""
+    """Train the embedded captioner on its own corpus (`mamc.caption.corpus`, disjoint from the benchmark) and
+    save it in the run folder, where `cfg.captioner == "embedded"` finds it, with a snapshot after each of
+    `cfg.dose_captioner_steps` steps (the weaker captioners of the dose-response). `training.json` records the loss
+    curve and the held-out accuracy of the captioner and of every snapshot; returns that record."""
+    from mamc.caption.corpus import captioner_corpus, clip_path
     from mamc.caption.grid import video_grid
-    from mamc.caption.jobs import candidate_frames, captioner_name
-    from mamc.data.prepare import load_rows
+    from mamc.caption.jobs import candidate_frames
+    from mamc.data.synthetic import ATTRIBUTES
     from mamc.data.video import sample_indices
     from mamc.manifest import write_json
+    from mamc.run import Run
 
-    rows = load_rows(cfg, "meta")
-    frames = [candidate_frames(cfg.data_dir / r["video"], cfg) for r in rows]
+    corpus = captioner_corpus(cfg, progress)
+    rows = [r for r in corpus if r["part"] == "train"]
+    frames = [candidate_frames(clip_path(cfg, r), cfg) for r in tqdm(rows, desc="decode", disable=not progress)]
     n_cells = cfg.grid_rows * cfg.grid_cols
 
     def jittered_grid(i: int, rng: np.random.Generator) -> Image.Image:
@@ -157,10 +213,46 @@ def train_embedded_captioner(cfg, progress: bool = True) -> dict:
 
     captions = [r["caption"] for r in rows]
     size = jittered_grid(0, np.random.default_rng(0)).size[0]
-    processor, model = build_captioner(captions + [cfg.prompt], image_size=size, seed=cfg.seed)
-    losses = train_captioner(processor, model, jittered_grid, captions, cfg.prompt, cfg.captioner_steps,
-                             captioner_name(cfg, "embedded"), seed=cfg.seed, progress=progress)
-    info = {"losses": losses, "n_pairs": len(rows), "image_size": size,
-            "parameters": sum(p.numel() for p in model.parameters())}
-    write_json(Path(captioner_name(cfg, "embedded")) / "training.json", info)
+    processor, model = build_captioner(captions + [cfg.prompt], image_size=size, seed=cfg.seed,
+                                       text_width=cfg.captioner_text_width)
+    labels = {a: [str(r["attributes"][a]) for r in rows] for a in (*ATTRIBUTES, "change_to")}
+    vision_losses = pretrain_vision(processor, model, jittered_grid, labels, cfg.captioner_vision_steps,
+                                    cfg.captioner_batch_size, seed=cfg.seed, progress=progress)
+    final = Run(cfg).path("captioner")
+    snapshots = {k: snapshot_dir(cfg, k) for k in cfg.dose_snapshots}
+    losses = train_captioner(processor, model, jittered_grid, captions, cfg.prompt, cfg.captioner_steps, final,
+                             batch_size=cfg.captioner_batch_size, lr=cfg.captioner_lr, seed=cfg.seed, progress=progress,
+                             snapshots=snapshots, freeze_vision=True)
+    heldout = [r for r in corpus if r["part"] == "heldout"]
+    accuracy = {str(k): heldout_accuracy(cfg, path, heldout) for k, path in {**snapshots, cfg.captioner_steps: final}.items()}
+    info = {"losses": losses, "vision_losses": vision_losses, "n_pairs": len(rows), "n_heldout": len(heldout),
+            "image_size": size, "parameters": sum(p.numel() for p in model.parameters()), "heldout_accuracy": accuracy}
+    write_json(final / "training.json", info)
     return info
+
+
+def snapshot_dir(cfg, step: int) -> Path:
+    """Where the captioner's snapshot after `step` training steps is saved."""
+    from dataclasses import replace
+
+    from mamc.run import Run
+
+    return Run(replace(cfg, captioner_snapshot=step)).path("captioner")
+
+
+def heldout_accuracy(cfg, captioner_dir: Path, rows: list[dict]) -> dict[str, float]:
+    """Attribute accuracy of a saved captioner on held-out clips of its corpus, captioned as the caption job
+    captions the benchmark (keyframe grid, the recipe's prompt and temperature, one seed per clip)."""
+    from mamc.caption.corpus import clip_path
+    from mamc.caption.jobs import grid_for_video
+    from mamc.caption.vlm import generate_captions, load_captioner, video_seed
+    from mamc.data.synthetic import caption_accuracy
+
+    cap = load_captioner(str(captioner_dir))
+    texts = []
+    for b in range(0, len(rows), cfg.caption_batch_size):
+        batch = rows[b : b + cfg.caption_batch_size]
+        seeds = [video_seed(cfg.seed, r["video_id"]) for r in batch]
+        texts += generate_captions(cap, [grid_for_video(clip_path(cfg, r), cfg) for r in batch], cfg.prompt,
+                                   cfg.gen_temperature, cfg.max_new_tokens, seed=seeds)
+    return caption_accuracy([r["attributes"] for r in rows], texts)

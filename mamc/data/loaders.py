@@ -5,6 +5,7 @@ resumed run sees exactly the batches an uninterrupted run would have seen: the d
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from pathlib import Path
 
@@ -19,12 +20,19 @@ def usable_rows(rows: list[dict], cache_dir: str | Path) -> list[dict]:
     return [r for r in rows if cache_file(cache_dir, r["video_id"]).exists()]
 
 
+@functools.lru_cache(maxsize=8)
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """One epoch's seeded permutation, drawn once per epoch instead of at every step (read-only, as it is shared)."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    perm.setflags(write=False)
+    return perm
+
+
 def global_batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
     """Indices of the global batch at `step`: epochs are seeded permutations, batches consecutive slices."""
     per_epoch = max(n // batch_size, 1)
     epoch, pos = divmod(step, per_epoch)
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    return perm[pos * batch_size : (pos + 1) * batch_size]
+    return _epoch_order(n, seed, epoch)[pos * batch_size : (pos + 1) * batch_size]
 
 
 class ClipMemory:

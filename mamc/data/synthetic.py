@@ -48,6 +48,7 @@ TEMPLATES = [
     "the video shows a {size} {color} {shape} which {motion}{event}.",
     "in this clip a {color} {shape} {motion}{event}.",
 ]
+COMPLETE_TEMPLATES = [t for t in TEMPLATES if "ize}" in t]
 ATTRIBUTES = ("shape", "color", "direction", "size")
 # Settings recorded in corpus.json beside the statistics.
 CORPUS_SETTINGS = ("seed", "zipf_exponent", "noise_rate", "n_topics", "clip_frames", "clip_size")
@@ -65,14 +66,15 @@ def zipf_probs(n: int, exponent: float) -> np.ndarray:
     return p / p.sum()
 
 
-def describe(attrs: dict, rng: np.random.Generator) -> str:
-    """A natural-language caption of the attributes, with randomly chosen synonyms and template."""
+def describe(attrs: dict, rng: np.random.Generator, complete: bool = False) -> str:
+    """A natural-language caption of the attributes, with randomly chosen synonyms and template; `complete`
+    keeps to the templates that state every attribute (the size included)."""
     size = str(rng.choice(SIZES[attrs["size"]]))
     event = ""
     if attrs.get("change_to"):
         event = str(rng.choice([f" and then turns {attrs['change_to']}",
                                 f", changing from {attrs['color']} to {attrs['change_to']}"]))
-    text = str(rng.choice(TEMPLATES)).format(
+    text = str(rng.choice(COMPLETE_TEMPLATES if complete else TEMPLATES)).format(
         size=size, Size=size.capitalize(), color=attrs["color"], shape=rng.choice(SHAPES[attrs["shape"]]),
         motion=rng.choice(DIRECTIONS[attrs["direction"]]), event=event,
     )

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mamc.config import Config
-from mamc.evaluate import mean_ci
+from mamc.evaluate import mean_ci, seeds_for_precision
 from mamc.run import Run
 from mamc.runs import ablation_name, best_weight_net, curve_values, method_config, weighted_method, weighted_samples
 
@@ -32,7 +32,8 @@ def _claim(claim: str, measure: str, values: list[float], why: str) -> dict:
     ci = mean_ci(values)
     half = (ci["hi"] - ci["lo"]) / 2
     return {"claim": claim, "measure": measure, "effect": ci["mean"], "lo": ci["lo"], "hi": ci["hi"],
-            "± (95%)": half, "seeds": ci["n"], "verdict": verdict(ci), "why": why}
+            "± (95%)": half, "seeds": ci["n"], "seeds for ±1": seeds_for_precision(ci["std"]), "verdict": verdict(ci),
+            "why": why}
 
 
 def _paired(results: pd.DataFrame, method: str, baseline: str, metric: str = "t2v R@1") -> list[float]:
@@ -91,8 +92,8 @@ def claims_table(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
                            "→ +17.1% at 3.9%"))
     if {"vlm", "infonce"} <= have:
         rows.append(_claim("C3 VLM captions help", "t2v R@1, vlm − infonce", _paired(results, "vlm", "infonce"),
-                           "a caption by the run's captioner added for every training video; only as good as the "
-                           "captioner (notebook 02)"))
+                           "a caption by the run's captioner added for every training video; the dose-response "
+                           "table gives the gain against the captioner's accuracy"))
     if {"meta", "mama"} & have:
         method = weighted_method(cfg)
         rows.append(_claim("C4 the learned curve down-weights both ends", f"% below peak at both ends ({method})",

@@ -16,7 +16,7 @@ from mamc.config import Config
 from mamc.data.prepare import load_rows
 from mamc.manifest import write_json
 from mamc.report import plots
-from mamc.report.tables import aggregate, run_results
+from mamc.report.tables import aggregate, captioner_accuracy, dose_response, run_results
 from mamc.run import TRAIN, MissingArtifact, Run
 from mamc.runs import (
     ablation_name,
@@ -70,12 +70,8 @@ def _loss_geometry(cfg: Config):
 
 
 def _caption_accuracy(cfg: Config):
-    path = Run(cfg).path("caption quality")
-    if not path.exists():
-        return None
-    quality = json.loads(path.read_text())
-    table = pd.DataFrame({"VLM captions": quality["generated"], "original captions": quality["original"]})
-    return plots.attribute_accuracy(table.drop("all"))
+    table = captioner_accuracy(cfg)
+    return None if table.empty else plots.attribute_accuracy(table.set_index("captions").T.drop("all"))
 
 
 def _captioner_training(cfg: Config):
@@ -83,9 +79,14 @@ def _captioner_training(cfg: Config):
     if not path.exists():
         return None
     info = json.loads(path.read_text())
-    fig, ax = plt.subplots(figsize=(3.35, 2))
-    ax.plot(info["losses"])
-    ax.set(xlabel="step", ylabel="caption cross-entropy", title=f"{info['parameters']:,} parameters, {info['n_pairs']} pairs")
+    stages = {"1 · vision tower: attribute cross-entropy": info.get("vision_losses"),
+              "2 · captioner: caption cross-entropy": info["losses"]}
+    stages = {k: v for k, v in stages.items() if v}
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.35 * len(stages), 2), squeeze=False)
+    for ax, (title, losses) in zip(axes[0], stages.items()):
+        ax.plot(losses)
+        ax.set(xlabel="step", ylabel="loss", title=title)
+    fig.suptitle(f"{info['parameters']:,} parameters, {info['n_pairs']} clips of its own corpus", fontsize=8)
     return fig
 
 
@@ -153,6 +154,11 @@ def _methods_t2v_r1(cfg: Config):
     return plots.method_bars(aggregate(run_results(cfg), ["t2v R@1"]), "test t2v R@1 (%)")
 
 
+def _dose_response(cfg: Config):
+    table = dose_response(cfg)
+    return None if table.empty else plots.dose_response(table)
+
+
 FIGURES: dict[str, Callable[[Config], object]] = {
     "topic_distribution": _topic_distribution, "loss_geometry": _loss_geometry,
     "captioner_training": _captioner_training, "caption_accuracy": _caption_accuracy,
@@ -160,7 +166,7 @@ FIGURES: dict[str, Callable[[Config], object]] = {
     "training_curves": _training_curves, "weight_curves": _weight_curves,
     "loss_weight_distributions": _loss_weight_distributions, "topic_improvement": _topic_improvement,
     "improvement_vs_frequency": _improvement_vs_frequency, "margin_sweep": _margin_sweep,
-    "methods_t2v_r1": _methods_t2v_r1,
+    "methods_t2v_r1": _methods_t2v_r1, "dose_response": _dose_response,
 }
 
 

@@ -218,3 +218,18 @@ def loss_profile(thetas: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.n
     axes[0].legend(frameon=False)
     fig.tight_layout()
     return fig
+
+
+def dose_response(table: pd.DataFrame, accuracy: str = "captions all right (%)"):
+    """The gain of caption augmentation (points of test t2v R@1 over InfoNCE, mean and 95% interval over seeds)
+    against the captioner's accuracy, one point per captioner strength, labelled by its training steps."""
+    fig, ax = _figure()
+    yerr = np.vstack([table["gain"] - table["lo"], table["hi"] - table["gain"]])
+    ax.errorbar(table[accuracy], table["gain"], yerr=yerr, marker="o", ms=3, capsize=2, color=PALETTE[0])
+    for x, y, steps in zip(table[accuracy], table["gain"], table["captioner steps"]):
+        ax.annotate(f"{steps} steps", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
+    ax.axhline(0, color="0.5", lw=0.6, ls="--")
+    ax.set_xlabel(f"captioner: {accuracy}")
+    ax.set_ylabel("vlm − infonce, t2v R@1")
+    return fig
+

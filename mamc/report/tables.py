@@ -4,18 +4,28 @@ the margin sweep, QA, and the paper's reported numbers side by side. Written as 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from mamc.config import REPO_ROOT, Config
 from mamc.data.prepare import load_rows
-from mamc.data.synthetic import retrieval_ceiling
+from mamc.data.synthetic import ATTRIBUTES, retrieval_ceiling
 from mamc.evaluate import mean_ci
 from mamc.manifest import write_json, write_text
 from mamc.report.claims import claims_table
 from mamc.run import Run
-from mamc.runs import INHERITED, ablation_runs, chosen_values, sweep_runs, tuning_results, weighted_samples
+from mamc.runs import (
+    INHERITED,
+    ablation_name,
+    ablation_runs,
+    chosen_values,
+    dose_runs,
+    sweep_runs,
+    tuning_results,
+    weighted_samples,
+)
 
 METRICS = {
     "t2v R@1": ("t2v", "R@1"), "t2v R@5": ("t2v", "R@5"), "t2v R@10": ("t2v", "R@10"), "t2v MdR": ("t2v", "MdR"),
@@ -156,6 +166,26 @@ def loss_by_group(cfg: Config) -> pd.DataFrame:
     return df.assign(**{"tail − head": df["tail loss"] - df["head loss"]}).round(3)
 
 
+def dose_response(cfg: Config) -> pd.DataFrame:
+    """Caption augmentation against captioner strength: for the trained embedded captioner and each weaker snapshot
+    of it, its accuracy on the benchmark's training videos and the gain of `vlm` over `infonce` in test t2v R@1
+    (paired by seed: mean and 95% Student-t interval). Empty without snapshots or without both methods."""
+    if not cfg.dose_snapshots or not {"vlm", "infonce"} <= set(cfg.methods):
+        return pd.DataFrame()
+    run = Run(cfg)
+    t2v = lambda name: run.read("test", name)["t2v"]["R@1"]  # noqa: E731
+    runs = {step: [(s, name) for name, s, c in dose_runs(cfg) if c.captioner_snapshot == step] for step in cfg.dose_snapshots}
+    runs[0] = [(s, ablation_name(cfg, "vlm", s)) for s in cfg.seeds]
+    rows = []
+    for step, named in sorted(runs.items(), key=lambda kv: kv[0] or cfg.captioner_steps):
+        quality = Run(replace(cfg, captioner_snapshot=step)).read("caption quality")["generated"]
+        ci = mean_ci([t2v(name) - t2v(ablation_name(cfg, "infonce", s)) for s, name in named])
+        rows.append({"captioner steps": step or cfg.captioner_steps, "captions all right (%)": quality["all"],
+                     **{f"{a} (%)": quality[a] for a in ATTRIBUTES}, "gain": ci["mean"], "lo": ci["lo"], "hi": ci["hi"],
+                     "seeds": ci["n"]})
+    return pd.DataFrame(rows)
+
+
 def training_table(cfg: Config) -> pd.DataFrame:
     """Per method: the selected (best-on-validation) step and the last step, mean over seeds, and how many runs
     ended at their plateau rather than at the step limit."""
@@ -216,13 +246,22 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
     }
     tuning = tuning_results(cfg)
     if not tuning.empty:
-        tables["tuning"] = (tuning.round(2), tuning_caption(cfg))
+        shown = tuning.round({"val rsum": 1}).assign(value=tuning["value"].map("{:g}".format))  # 1e-05, not 0.00
+        tables["tuning"] = (shown, tuning_caption(cfg))
     claims = claims_table(cfg, results)
     if not claims.empty:
         tables["claims"] = (claims.round(2), "The paper's claims on this run: effect (paired by seed), 95% Student-t "
-                            "interval and its half-width (the precision reached; the goal is ±1 point of t2v R@1), "
-                            f"verdict (supported / not supported / inconclusive at this precision) and why.{_ceiling(ceiling)}")
+                            "interval and its half-width (the precision reached; the goal is ±1 point of t2v R@1), the "
+                            "seeds that ±1 would need at the seed-to-seed spread measured, verdict (supported / not "
+                            f"supported / inconclusive at this precision) and why.{_ceiling(ceiling)}")
         metrics["claims"] = claims.to_dict(orient="records")
+    dose = dose_response(cfg)
+    if not dose.empty:
+        tables["dose_response"] = (dose.round(2), "Caption augmentation against captioner strength: the embedded "
+                                   "captioner after each number of training steps (snapshots of one training), its accuracy "
+                                   f"on the {cfg.dataset} training videos, and the gain of `vlm` over `infonce` in test t2v "
+                                   "R@1, paired by seed, with its 95% interval.")
+        metrics["dose_response"] = dose.to_dict(orient="records")
     if "QA open acc" in results:
         tables["qa"] = (wide(agg, ["QA MC acc", "QA open acc"]), f"Video QA accuracy (%) on the {cfg.qa_dataset} QA split "
                         "(open-ended: argmax over the answer vocabulary; multiple choice where questions list candidates).")
@@ -266,14 +305,47 @@ def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.Data
                   "head/tail weight gap is a loss gap. Plain InfoNCE shows the gap that batch composition alone makes "
                   "(head-topic pairs meet more same-topic negatives); read the weights above against it. Mean training "
                   "loss per pair, second half of training, mean over seeds:", "", md(loss_by_group(cfg)), ""]
-    quality = Run(cfg).path("caption quality")
+    accuracy = captioner_accuracy(cfg)
+    if not accuracy.empty:
+        parts += ["## The captioner", "", CAPTIONER_CAPTION, "", accuracy.to_markdown(index=False), ""]
+    if "dose_response" in tables:
+        parts += ["## Caption augmentation against captioner strength", "", tables["dose_response"][1], "",
+                  md(tables["dose_response"][0]), ""]
+    return "\n".join(parts)
+
+
+CAPTIONER_CAPTION = ("Percent of captions that state each attribute correctly (missing or ambiguous counts as wrong): the "
+                     "embedded captioner on held-out clips of its own corpus and on the benchmark's training videos, beside "
+                     "the benchmark's original training captions (whose errors are the corpus's designed misalignment).")
+
+
+def captioner_snapshots(cfg: Config) -> pd.DataFrame:
+    """Held-out accuracy of the embedded captioner after each number of training steps (its snapshots and the end
+    of its training), from its `training.json`; empty for any other captioner."""
+    path = Run(cfg).path("captioner") / "training.json"
+    if not path.exists():
+        return pd.DataFrame()
+    accuracy = json.loads(path.read_text()).get("heldout_accuracy", {})
+    table = pd.DataFrame.from_dict(accuracy, orient="index").round(1)
+    return table.rename_axis("captioner steps").sort_index(key=lambda i: i.astype(int))
+
+
+def captioner_accuracy(cfg: Config) -> pd.DataFrame:
+    """Attribute accuracy of the captioner's captions where the run measured it: on held-out clips of the embedded
+    captioner's own corpus, and on the benchmark's training videos, beside the original training captions."""
+    run, rows = Run(cfg), []
+    training = run.path("captioner") / "training.json"
+    if training.exists():
+        info = json.loads(training.read_text())
+        final = info.get("heldout_accuracy", {}).get(str(cfg.captioner_steps))
+        if final:
+            rows.append({"captions": f"VLM, {info['n_heldout']} held-out clips of its corpus", **final})
+    quality = run.path("caption quality")
     if quality.exists():
         q = json.loads(quality.read_text())
-        table = pd.DataFrame({"VLM captions": q["generated"], "original captions": q["original"]}).T.round(1)
-        parts += ["## The captioner", "", f"Percent of {q['n']} training captions that state each attribute correctly "
-                  "(missing or ambiguous counts as wrong).", "",
-                  table.rename_axis("captions").reset_index().to_markdown(index=False), ""]
-    return "\n".join(parts)
+        rows += [{"captions": f"VLM, {q['n']} {cfg.dataset} training videos", **q["generated"]},
+                 {"captions": f"original, {q['n']} {cfg.dataset} training videos", **q["original"]}]
+    return pd.DataFrame(rows).round(1)
 
 
 def reading(metrics: dict, metric: str = "t2v R@1", baseline: str = "infonce") -> str:

@@ -192,8 +192,14 @@ def read_manifest_rows(path):
 def test_the_captioner_is_trained_when_missing_and_never_retrained_under_existing_captions(smoke_cfg, tmp_path):
     from mamc.caption.jobs import ensure_captioner
 
-    cfg = private_run(smoke_cfg, tmp_path, captioner_steps=1, grid_cell=8)
-    assert ensure_captioner(cfg, progress=False)["n_pairs"] > 0
+    cfg = private_run(smoke_cfg, tmp_path, captioner_steps=3, captioner_vision_steps=2, dose_captioner_steps=(1, 2, 3), grid_cell=8)
+    info = ensure_captioner(cfg, progress=False)
+    assert info["n_pairs"] == cfg.captioner_corpus - cfg.captioner_heldout and info["n_heldout"] == cfg.captioner_heldout
+    assert len(info["losses"]) == 3 and len(info["vision_losses"]) == 2
+    assert sorted(info["heldout_accuracy"]) == ["1", "2", "3"]  # the snapshots before the end, and the end
+    assert all(set(a) == {"shape", "color", "direction", "size", "all"} for a in info["heldout_accuracy"].values())
+    assert [p.name for p in sorted(tmp_path.glob("captioner*")) if p.is_dir()] == [
+        "captioner", "captioner_corpus", "captioner_step1", "captioner_step2"]
     assert (tmp_path / "captioner" / "training.json").exists()
     assert ensure_captioner(cfg, progress=False) is None
     assert ensure_captioner(cfg, model="some/hub-id") is None
@@ -232,3 +238,17 @@ def test_long_captions_are_resampled_and_recorded(smoke_cfg, tiny_checkpoint, mo
     failure = output_path(cfg, 0, 1).with_name("caption_failures.jsonl").read_text()
     assert "no caption within 3 tokens in 6 samples" in failure
     assert len(seeds) == 1 + 1 + 5 and len({s for batch in seeds for s in batch}) == 3 + 1 + 5
+
+
+def test_stage_one_teaches_the_vision_tower_the_attributes(smoke_cfg):
+    """A few dozen steps of attribute cross-entropy on a handful of grids lower the loss well below chance."""
+    from mamc.caption.grid import video_grid
+    from mamc.caption.tiny import pretrain_vision
+
+    colours = {"red": (230, 40, 40), "blue": (50, 90, 240)}
+    names = ["red", "blue"] * 4
+    grids = [video_grid(np.tile(np.array(colours[c], np.uint8), (4, 8, 8, 1)), 2, 2) for c in names]
+    processor, model = build_captioner(["a red ball.", "a blue ball."], grids[0].size[0], patch=8, width=32)
+    losses = pretrain_vision(processor, model, lambda i, _rng: grids[i], {"color": names}, steps=40, batch_size=8,
+                             lr=3e-3, progress=False)
+    assert losses[-1] < 0.1  # chance is ln 2 = 0.69
