@@ -66,7 +66,7 @@ class Config:
     meta_lr: float = 1e-3
     virtual_lr: float = 0.1
     # The bi-level step every `meta_interval` steps (the MLP's weights are applied at every step): 5 costs 1.5× an
-    # InfoNCE step instead of 3.3× and reached the exact mode's R@1 (benchmarks/meta_fast.py, docs/MEASUREMENTS.md).
+    # InfoNCE step instead of 3.3× and reached the exact mode's R@1 (benchmarks/variants.py, docs/MEASUREMENTS.md).
     meta_interval: int = 5
     meta_params: str = "all"
     normalize_weights: bool = True
@@ -74,7 +74,7 @@ class Config:
     # Optimisation
     # At most `steps`; a run ends earlier once `patience` validations in a row (every `eval_every` steps) bring
     # no new best val R-sum (0: train all `steps`), and keeps its best step.
-    steps: int = 2000
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -109,7 +109,6 @@ class Config:
     captioner_steps: int = 400
     captioner_batch_size: int = 32
     captioner_lr: float = 5e-4
-    captioner_text_width: int = 128
     dose_captioner_steps: tuple[int, ...] = (100, 200)
     captioner_snapshot: int = 0
     grid_rows: int = 3
@@ -180,7 +179,7 @@ _AT_LEAST = dict(
     video_depth=1, video_heads=1, video_mlp_ratio=1, patch_size=1, margin=0.0, meta_hidden=1, virtual_lr=0.0, meta_interval=1,
     meta_batch_size=2, steps=1, batch_size=2, weight_decay=0.0, warmup_steps=0, ckpt_every=1, eval_every=1, patience=0,
     num_workers=0, qa_eta=0.0, qa_steps=0, captioner_vision_steps=0, captioner_steps=0, captioner_corpus=2, captioner_heldout=1,
-    captioner_batch_size=1, captioner_text_width=4,
+    captioner_batch_size=1,
     captioner_snapshot=0, grid_rows=1, grid_cols=1, grid_cell=1,
     gen_temperature=0.0, max_new_tokens=1, caption_batch_size=1, max_caption_tokens=0,
 )

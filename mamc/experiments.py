@@ -23,7 +23,7 @@ from mamc.lock import run_lock, shared_with_children
 from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
 from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
-from mamc.models import normalize_frames
+from mamc.models import frozen_text_backbone, normalize_frames, resolve_text_model, text_feature_cache
 from mamc.qa import train_and_evaluate_qa
 from mamc.run import Run, resolve_device, use_threads
 from mamc.runs import (
@@ -79,6 +79,18 @@ def _in_parallel(cfg: Config, fn: Callable[[tuple], dict], jobs: list[tuple], de
             return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress, unit="run"))
 
 
+def _encode_captions_once(cfg: Config, jobs: list[tuple]) -> None:
+    """The frozen text features of every caption set the jobs read, encoded here before the workers start: each
+    text once, rather than once by every worker that finds it missing at the same moment."""
+    if not cfg.freeze_text:
+        return
+    backbone = frozen_text_backbone(resolve_text_model(cfg.text_model))
+    sets = {(METHODS[job[1]].vlm, job[0].captioner_snapshot): job[0] for job in jobs}
+    for (vlm, _), run_cfg in sets.items():
+        captions = [r["caption"] for r in load_rows(run_cfg, with_vlm=vlm)]
+        text_feature_cache(backbone, captions, Run(run_cfg).text_cache, resolve_device(cfg.device))
+
+
 def _longest_first(jobs: list[tuple]) -> list[tuple]:
     """Meta-weighted runs first, so that the pool does not end waiting on one long run; duplicates dropped."""
     unique = list({job[3]: job for job in jobs}.values())
@@ -102,6 +114,7 @@ def run_experiments(cfg: Config, methods: list[str] | None = None, seeds: list[i
     if "vlm" in wanted:
         first += [(run_cfg, "vlm", s, name, inline) for name, s, run_cfg in dose_runs(cfg) if s in seeds]
     first = _longest_first(first)
+    _encode_captions_once(cfg, first)
     summaries = _in_parallel(cfg, _train_job, first, "train", progress)
     chosen = chosen_values(cfg, wanted) if any(knobs_of(m) for m in wanted) else {}
     trained = {job[3] for job in first}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import os
 from pathlib import Path
 
 import torch
@@ -152,9 +154,21 @@ class TextBackbone(nn.Module):
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 256, device: torch.device | str = "cpu") -> Tensor:
+        """Features of `texts`, each computed at its own token length (texts grouped by length, so no padding):
+        a text's feature then does not depend on the texts encoded beside it, bit for bit, and a cache filled
+        by one caption set serves every other."""
         self.eval()
-        out = [self(**self.tokenize(texts[i : i + batch_size], device)).float().cpu() for i in range(0, len(texts), batch_size)]
-        return torch.cat(out) if out else torch.empty(0, self.dim)
+        ids = self.tokenizer(texts, truncation=True, max_length=64)["input_ids"]
+        by_length: dict[int, list[int]] = {}
+        for i, tokens in enumerate(ids):
+            by_length.setdefault(len(tokens), []).append(i)
+        out = torch.empty(len(texts), self.dim)
+        for rows in by_length.values():
+            for s in range(0, len(rows), batch_size):
+                part = rows[s : s + batch_size]
+                input_ids = torch.tensor([ids[i] for i in part], device=device)
+                out[part] = self(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).float().cpu()
+        return out
 
 
 class DualEncoder(nn.Module):
@@ -205,19 +219,23 @@ def build_model(cfg: Config) -> DualEncoder:
 
 
 def text_feature_cache(backbone: TextBackbone, texts: list[str], cache_dir: str | Path, device="cpu") -> dict[str, Tensor]:
-    """Frozen-backbone features for every distinct text, stored in safetensors keyed by the texts' hash so that
-    reruns and other methods reuse them."""
-    from safetensors.torch import load_file, save_file
+    """Frozen-backbone features of every distinct text, from one safetensors store per backbone (its texts in the
+    file's metadata): reruns, other methods, other caption sets and QA encode only the texts it lacks. The store is
+    rewritten atomically; two processes adding to it at once lose nothing but the work of the one written first."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
 
-    unique = sorted(set(texts))
-    key = hashlib.sha1(("\n".join(unique) + backbone.model_id).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"text_{key}.safetensors"
+    path = Path(cache_dir) / f"text_{hashlib.sha1(backbone.model_id.encode()).hexdigest()[:16]}.safetensors"
+    known: dict[str, Tensor] = {}
     if path.exists():
-        feats = load_file(str(path))["features"]
-    else:
-        feats = backbone.encode(unique, device=device)
+        with safe_open(str(path), "pt") as fh:
+            known = dict(zip(json.loads(fh.metadata()["texts"]), fh.get_tensor("features")))
+    missing = sorted(set(texts) - set(known))
+    if missing:
+        known.update(zip(missing, backbone.encode(missing, device=device)))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"features": feats.contiguous()}, str(tmp))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({"features": torch.stack(list(known.values())).contiguous()}, str(tmp),
+                  metadata={"texts": json.dumps(list(known)), "model": backbone.model_id})
         tmp.replace(path)
-    return dict(zip(unique, feats))
+    return {t: known[t] for t in set(texts)}

@@ -15,7 +15,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
     ("retrieval_eval.py", ["--sizes", "300"], "extra peak MiB"),
     ("meta_step.py", ["--steps", "1", "--batch", "4"], "meta, exact, forward recomputed"),
     ("train_step.py", ["--profile", "smoke", "--steps", "2", "--run", "{run}"], "x this InfoNCE"),
-    ("meta_fast.py", ["--profile", "smoke", "--seeds", "0,1", "--param", "steps=2", "--run", "{run}"], "meta, every 5 steps"),
+    ("variants.py", ["--profile", "smoke", "--seeds", "0,1", "--param", "steps=2", "--run", "{run}", "--variant",
+                     "plain:method=infonce", "--variant", "meta, every 5:method=meta,meta_interval=5"],
+     "paired by seed, meta, every 5 − plain"),
+    ("captioner.py", ["--profile", "smoke", "--variant", "captions only:captioner_vision_steps=0"], "after     4 steps"),
 ])
 def test_benchmark_prints_its_table(script, args, expect, smoke_cfg):
     args = [a.format(run=smoke_cfg.run_path) for a in args]

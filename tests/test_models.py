@@ -72,3 +72,20 @@ def test_a_checkpoint_missing_weights_is_refused(tmp_path):
               metadata={"format": "pt"})
     with pytest.raises(ValueError, match="lacks .* weight"):
         HFVideoEncoder(str(tmp_path), out_dim=8, frames=3)
+
+
+def test_frozen_text_features_are_one_store_that_each_caption_set_tops_up(tmp_path, monkeypatch):
+    from mamc.models import frozen_text_backbone, text_feature_cache
+
+    backbone = frozen_text_backbone(resolve_text_model("embedded"))
+    assert build_model(load_config("smoke")).text is backbone  # loaded once per process, shared by frozen models
+    first = text_feature_cache(backbone, ["a red ball moves left.", "a big blue box rises."], tmp_path)
+    encoded = []
+    real_encode = type(backbone).encode
+    monkeypatch.setattr(type(backbone), "encode", lambda self, texts, **kw: encoded.extend(texts) or real_encode(self, texts, **kw))
+    second = text_feature_cache(backbone, ["a big blue box rises.", "a tiny dot falls, turning green."], tmp_path)
+    assert encoded == ["a tiny dot falls, turning green."] and len(list(tmp_path.iterdir())) == 1
+    assert torch.equal(first["a big blue box rises."], second["a big blue box rises."])
+    # a text's feature does not depend on the texts encoded beside it
+    alone = real_encode(backbone, ["a tiny dot falls, turning green."])[0]
+    assert torch.equal(alone, second["a tiny dot falls, turning green."])

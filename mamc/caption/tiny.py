@@ -1,10 +1,12 @@
-"""The embedded captioner: a small LLaVA-architecture model (CLIP vision tower + Llama language model) built
-locally, trained on the clean meta split (grid → caption), and saved with `save_pretrained`, so that the
-captioning job loads it through the same Auto classes as a real checkpoint, with no hub."""
+"""The embedded captioner: a small LLaVA-architecture model (CLIP vision tower + projector + Llama language model)
+built locally, trained on its own corpus in LLaVA's two stages (the vision tower on attribute labels, then the
+captioner with the tower frozen), and saved with `save_pretrained`, so that the captioning job loads it through
+the same Auto classes as a real checkpoint, with no hub."""
 from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,8 +48,7 @@ def build_tokenizer(texts: list[str]):
     return fast
 
 
-def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: int = 128, seed: int = 0,
-                    text_width: int | None = None):
+def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: int = 128, seed: int = 0):
     """An untrained tiny LLaVA (processor, model) whose tokenizer covers `texts`."""
     from transformers import (
         CLIPImageProcessor,
@@ -67,8 +68,7 @@ def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: i
                                num_additional_image_tokens=1)
     vision = CLIPVisionConfig(image_size=image_size, patch_size=patch, hidden_size=width, intermediate_size=2 * width,
                               num_hidden_layers=2, num_attention_heads=4, projection_dim=width)
-    text_width = text_width or width
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=text_width, intermediate_size=2 * text_width, num_hidden_layers=2,
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
@@ -202,9 +202,17 @@ def train_embedded_captioner(cfg, progress: bool = True) -> dict:
     from mamc.manifest import write_json
     from mamc.run import Run
 
+    clock = time.time()
+    seconds = {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        seconds[stage], clock = time.time() - clock, time.time()
+
     corpus = captioner_corpus(cfg, progress)
     rows = [r for r in corpus if r["part"] == "train"]
     frames = [candidate_frames(clip_path(cfg, r), cfg) for r in tqdm(rows, desc="decode", disable=not progress)]
+    lap("corpus")
     n_cells = cfg.grid_rows * cfg.grid_cols
 
     def jittered_grid(i: int, rng: np.random.Generator) -> Image.Image:
@@ -213,20 +221,23 @@ def train_embedded_captioner(cfg, progress: bool = True) -> dict:
 
     captions = [r["caption"] for r in rows]
     size = jittered_grid(0, np.random.default_rng(0)).size[0]
-    processor, model = build_captioner(captions + [cfg.prompt], image_size=size, seed=cfg.seed,
-                                       text_width=cfg.captioner_text_width)
+    processor, model = build_captioner(captions + [cfg.prompt], image_size=size, seed=cfg.seed)
     labels = {a: [str(r["attributes"][a]) for r in rows] for a in (*ATTRIBUTES, "change_to")}
     vision_losses = pretrain_vision(processor, model, jittered_grid, labels, cfg.captioner_vision_steps,
                                     cfg.captioner_batch_size, seed=cfg.seed, progress=progress)
+    lap("vision tower")
     final = Run(cfg).path("captioner")
     snapshots = {k: snapshot_dir(cfg, k) for k in cfg.dose_snapshots}
     losses = train_captioner(processor, model, jittered_grid, captions, cfg.prompt, cfg.captioner_steps, final,
                              batch_size=cfg.captioner_batch_size, lr=cfg.captioner_lr, seed=cfg.seed, progress=progress,
-                             snapshots=snapshots, freeze_vision=True)
+                             snapshots=snapshots, freeze_vision=cfg.captioner_vision_steps > 0)
+    lap("captioner")
     heldout = [r for r in corpus if r["part"] == "heldout"]
     accuracy = {str(k): heldout_accuracy(cfg, path, heldout) for k, path in {**snapshots, cfg.captioner_steps: final}.items()}
+    lap("held-out accuracy")
     info = {"losses": losses, "vision_losses": vision_losses, "n_pairs": len(rows), "n_heldout": len(heldout),
-            "image_size": size, "parameters": sum(p.numel() for p in model.parameters()), "heldout_accuracy": accuracy}
+            "image_size": size, "parameters": sum(p.numel() for p in model.parameters()), "heldout_accuracy": accuracy,
+            "seconds": seconds}
     write_json(final / "training.json", info)
     return info
 
