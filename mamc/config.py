@@ -73,7 +73,8 @@ class Config:
     meta_batch_size: int = 64
     # Optimisation
     # At most `steps`; a run ends earlier once `patience` validations in a row (every `eval_every` steps) bring
-    # no new best val R-sum (0: train all `steps`), and keeps its best step.
+    # no new best of the mean val R-sum of the last `plateau_window` validations (0: train all `steps`), and keeps
+    # its best step.
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
@@ -83,6 +84,7 @@ class Config:
     ckpt_every: int = 100
     eval_every: int = 50
     patience: int = 5
+    plateau_window: int = 4
     num_workers: int = 0
     qa_eta: float = 1.0
     qa_steps: int = 100
@@ -178,9 +180,8 @@ _AT_LEAST = dict(
     noise_rate=0.0, clip_frames=2, clip_size=8, fps=1, frames=1, frame_size=8, embed_dim=1, video_width=1,
     video_depth=1, video_heads=1, video_mlp_ratio=1, patch_size=1, margin=0.0, meta_hidden=1, virtual_lr=0.0, meta_interval=1,
     meta_batch_size=2, steps=1, batch_size=2, weight_decay=0.0, warmup_steps=0, ckpt_every=1, eval_every=1, patience=0,
-    num_workers=0, qa_eta=0.0, qa_steps=0, captioner_vision_steps=0, captioner_steps=0, captioner_corpus=2, captioner_heldout=1,
-    captioner_batch_size=1,
-    captioner_snapshot=0, grid_rows=1, grid_cols=1, grid_cell=1,
+    plateau_window=1, num_workers=0, qa_eta=0.0, qa_steps=0, captioner_vision_steps=0, captioner_steps=0, captioner_corpus=2,
+    captioner_heldout=1, captioner_batch_size=1, captioner_snapshot=0, grid_rows=1, grid_cols=1, grid_cell=1,
     gen_temperature=0.0, max_new_tokens=1, caption_batch_size=1, max_caption_tokens=0,
 )
 _AT_MOST = dict(n_topics=EMBEDDED_TOPICS, noise_rate=1.0, margin=math.pi)

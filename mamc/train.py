@@ -90,13 +90,25 @@ def validate(model, data: TrainingData, cfg: Config, device) -> dict[str, float]
     return out
 
 
+def plateau_watch(state: dict, rsum: float, step: int, window: int) -> dict:
+    """The plateau rule's state after a validation at `step`: the last `window` validation R-sums and the best of
+    their mean with the step where it was reached. A run has plateaued once that mean has not improved for
+    `patience` validations: one lucky or unlucky validation (neighbouring validations differ by ±10 R-sum on the
+    embedded corpus) neither ends a run nor keeps it going."""
+    recent = [*state.get("recent", []), rsum][-window:]
+    mean = sum(recent) / len(recent)
+    better = mean > state.get("best", float("-inf")) + 1e-9  # equal values may average a rounding error higher
+    return {"recent": recent, "best": mean if better else state["best"], "step": step if better else state["step"]}
+
+
 @locked("mamc train")
 def train(cfg: Config, method: str, seed: int | None = None, name: str | None = None, progress: bool = True,
           stop_after: int | None = None) -> dict:
     """Train one method and return its summary (also written to logs/<name>/summary.json).
 
     Trains for `cfg.steps` steps, or until validation plateaus: with `cfg.patience` > 0 the run ends once that
-    many validations in a row (every `eval_every` steps) bring no new best R-sum; the best step's weights are kept.
+    many validations in a row (every `eval_every` steps) bring no new best of the mean R-sum of the last
+    `plateau_window` validations (`plateau_watch`); the weights of the best single validation are kept.
     Resumes from the run's committed checkpoint when present; a finished run returns its summary at once.
     `stop_after` ends the process's work after that many steps of this call, as an interruption would (used to
     test exact resume). Under DDP, rank 0 writes the logs, and the per-sample log holds its slice of each batch.
@@ -131,10 +143,11 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     if len(data.train) < cfg.batch_size:
         raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
 
-    start, best, plateau = 0, {"val/rsum": -1.0, "step": -1}, False
+    start, best, watch, plateau = 0, {"val/rsum": -1.0, "step": -1}, {}, False
     if record is not None:
         load_checkpoint(ckpt, model, opt, sched, weight_net, weight_opt)
         start, best, plateau = record["step"], record["extra"]["best"], record["extra"].get("plateau", False)
+        watch = record["extra"].get("watch", {})
     log_files = [logs / "samples.csv", logs / "scalars.jsonl"]
     if rank == 0:
         # Logs written after the checkpoint being resumed (or by a run killed before its first) are cut away.
@@ -212,8 +225,9 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                     save_weights(run.path("best", name), model)
                     if spec.meta:
                         save_weights(run.path("best weight net", name), weight_net)
-                # The plateau: `patience` validations in a row without a new best end the run.
-                plateau = cfg.patience > 0 and done - best["step"] >= cfg.patience * cfg.eval_every
+                # The plateau: `patience` validations in a row without a new best of the recent mean end the run.
+                watch = plateau_watch(watch, scalars["val/rsum"], done, cfg.plateau_window)
+                plateau = cfg.patience > 0 and done - watch["step"] >= cfg.patience * cfg.eval_every
                 bar.set_postfix(val_rsum=f"{scalars['val/rsum']:.1f}", loss=f"{scalars['loss']:.3f}")
             if evaluated:
                 plateau = dist.from_rank0(plateau)
@@ -228,8 +242,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                     append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
                     write_scalars(logs, scalar_log)
                     save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
-                    save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt, {"best": best, "plateau": plateau},
-                                    logs=log_lengths(log_files))
+                    save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt,
+                                    {"best": best, "watch": watch, "plateau": plateau}, logs=log_lengths(log_files))
                 sample_log, scalar_log = [], []
             if plateau:
                 break

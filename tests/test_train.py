@@ -47,6 +47,21 @@ def test_a_run_ends_at_its_validation_plateau_and_stays_ended(smoke_cfg):
     assert [r["step"] for r in scalars] == list(range(6))
 
 
+def test_the_plateau_is_judged_on_the_recent_mean_not_on_one_lucky_validation():
+    from mamc.train import plateau_watch
+
+    def last_best(values, window):
+        watch = {}
+        for step, value in enumerate(values, 1):
+            watch = plateau_watch(watch, value, step, window)
+        return watch["step"]
+
+    rising_with_a_spike = [100, 150, 200, 240, 205, 210, 215, 220, 225, 230]
+    assert last_best(rising_with_a_spike, window=1) == 4  # one spike, and a rising run would look finished
+    assert last_best(rising_with_a_spike, window=4) == 10
+    assert last_best([100, 200, 250, 250, 249, 250, 248, 250, 249], window=4) == 6  # a real plateau is still found
+
+
 def test_logs_and_snapshots_for_the_figures(smoke_cfg):
     cfg = replace(smoke_cfg, steps=4, ckpt_every=2, eval_every=2)
     summary = train(cfg, "margin", name="logs", progress=False)
