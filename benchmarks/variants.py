@@ -48,8 +48,9 @@ def main() -> None:
         variants = {}
         for spec in args.variant:
             label, settings = spec.split(":", 1)
-            params = parse_overrides(settings.split(","))
-            method = params.pop("method")
+            pairs = settings.split(",")
+            method = next(p.split("=", 1)[1] for p in pairs if p.startswith("method="))
+            params = parse_overrides([p for p in pairs if not p.startswith("method=")])
             variants[label] = (method, replace(cfg, **{k: coerce(k, v) for k, v in params.items()}))
         jobs = [(run_cfg, method, seed, f"{i}_s{seed}") for i, (method, run_cfg) in enumerate(variants.values())
                 for seed in seeds]

@@ -109,4 +109,9 @@ def step_loader(batches: StepBatches, start: int, stop: int, num_workers: int) -
     # global torch RNG once per (re)start and make a resumed run's RNG state differ from an uninterrupted one.
     return torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
                                        persistent_workers=False, pin_memory=torch.cuda.is_available(),
-                                       generator=torch.Generator())
+                                       generator=torch.Generator(), collate_fn=_as_is)
+
+
+def _as_is(item: tuple[list[int], torch.Tensor]) -> tuple[list[int], torch.Tensor]:
+    """A batch is made whole by `StepBatches`; the default conversion would walk its index list item by item."""
+    return item
