@@ -240,8 +240,9 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
         "margin_sweep": (sweep.round(2), f"Subtractive margin sweep on test (seed {cfg.seeds[0]}; the margin is chosen "
                          f"on validation, see the tuning table).{_ceiling(ceiling)}"),
         "training": (training_table(cfg), f"Training to the plateau: each run validates every {cfg.eval_every} steps and "
-                     f"ends after {cfg.patience} validations without a new best R-sum (at most {cfg.steps} steps); the "
-                     "selected step is the best one. Mean over seeds."),
+                     f"ends once the mean R-sum of its last {cfg.plateau_window} validations has not improved for "
+                     f"{cfg.patience} validations (at most {cfg.steps} steps; a run that reaches the limit is not at its "
+                     "plateau); the selected step is its best single validation. Mean over seeds."),
         "paper_side_by_side": (paper_table(kit), "The paper's reported results beside this kit's paper-profile runs."),
     }
     tuning = tuning_results(cfg)
@@ -280,8 +281,8 @@ def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.Data
     parts = [
         f"# Results of a `{cfg.profile}` run", "",
         f"Written by `mamc reproduce` (notebook 05, or `mamc evaluate`) from the run folder's `tables/`, `metrics.json` "
-        f"and `logs/`; dataset `{cfg.dataset}`, seeds {list(cfg.seeds)}; every run trains to its validation plateau "
-        f"(at most {cfg.steps} steps). Nothing here is written by hand: the readings compare each method with InfoNCE "
+        f"and `logs/`; dataset `{cfg.dataset}`, seeds {list(cfg.seeds)}; every run trains until its validation R-sum "
+        f"plateaus, at most {cfg.steps} steps. Nothing here is written by hand: the readings compare each method with InfoNCE "
         "using 95% Student-t intervals over seeds.", "",
         *(["## Claims", "", tables["claims"][1], "", md(tables["claims"][0]), ""] if "claims" in tables else []),
         "## Training and tuning", "", tables["training"][1], "", md(tables["training"][0]), "",
