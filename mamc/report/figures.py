@@ -79,13 +79,13 @@ def _captioner_training(cfg: Config):
     if not path.exists():
         return None
     info = json.loads(path.read_text())
-    stages = {"1 · vision tower: attribute cross-entropy": info.get("vision_losses"),
-              "2 · captioner: caption cross-entropy": info["losses"]}
+    stages = {("1 · vision tower", "attribute cross-entropy"): info.get("vision_losses"),
+              ("2 · captioner, tower frozen", "caption cross-entropy"): info["losses"]}
     stages = {k: v for k, v in stages.items() if v}
-    fig, axes = plt.subplots(1, len(stages), figsize=(3.35 * len(stages), 2), squeeze=False)
-    for ax, (title, losses) in zip(axes[0], stages.items()):
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.35 * len(stages), 2.2), squeeze=False, layout="constrained")
+    for ax, ((title, loss), losses) in zip(axes[0], stages.items()):
         ax.plot(losses)
-        ax.set(xlabel="step", ylabel="loss", title=title)
+        ax.set(xlabel="step", ylabel=loss, title=title)
     fig.suptitle(f"{info['parameters']:,} parameters, {info['n_pairs']} clips of its own corpus", fontsize=8)
     return fig
 
