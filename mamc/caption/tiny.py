@@ -8,12 +8,22 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
+
+from mamc.caption.corpus import captioner_corpus, clip_path
+from mamc.caption.grid import video_grid
+from mamc.caption.jobs import candidate_frames, grid_for_video
+from mamc.caption.vlm import generate_captions, load_captioner, video_seed
+from mamc.data.synthetic import ATTRIBUTES, caption_accuracy
+from mamc.data.video import sample_indices
+from mamc.manifest import write_json
+from mamc.run import Run
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
@@ -194,14 +204,6 @@ def train_embedded_captioner(cfg, progress: bool = True) -> dict:
     save it in the run folder, where `cfg.captioner == "embedded"` finds it, with a snapshot after each of
     `cfg.dose_captioner_steps` steps (the weaker captioners of the dose-response). `training.json` records the loss
     curve and the held-out accuracy of the captioner and of every snapshot; returns that record."""
-    from mamc.caption.corpus import captioner_corpus, clip_path
-    from mamc.caption.grid import video_grid
-    from mamc.caption.jobs import candidate_frames
-    from mamc.data.synthetic import ATTRIBUTES
-    from mamc.data.video import sample_indices
-    from mamc.manifest import write_json
-    from mamc.run import Run
-
     clock = time.time()
     seconds = {}
 
@@ -244,21 +246,12 @@ def train_embedded_captioner(cfg, progress: bool = True) -> dict:
 
 def snapshot_dir(cfg, step: int) -> Path:
     """Where the captioner's snapshot after `step` training steps is saved."""
-    from dataclasses import replace
-
-    from mamc.run import Run
-
     return Run(replace(cfg, captioner_snapshot=step)).path("captioner")
 
 
 def heldout_accuracy(cfg, captioner_dir: Path, rows: list[dict]) -> dict[str, float]:
     """Attribute accuracy of a saved captioner on held-out clips of its corpus, captioned as the caption job
     captions the benchmark (keyframe grid, the recipe's prompt and temperature, one seed per clip)."""
-    from mamc.caption.corpus import clip_path
-    from mamc.caption.jobs import grid_for_video
-    from mamc.caption.vlm import generate_captions, load_captioner, video_seed
-    from mamc.data.synthetic import caption_accuracy
-
     cap = load_captioner(str(captioner_dir))
     texts = []
     for b in range(0, len(rows), cfg.caption_batch_size):
