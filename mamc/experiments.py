@@ -84,11 +84,12 @@ def _encode_captions_once(cfg: Config, jobs: list[tuple]) -> None:
     text once, rather than once by every worker that finds it missing at the same moment."""
     if not cfg.freeze_text:
         return
-    backbone = frozen_text_backbone(resolve_text_model(cfg.text_model))
+    device = resolve_device(cfg.device)
+    backbone = frozen_text_backbone(resolve_text_model(cfg.text_model)).to(device)  # encode reads its inputs there
     sets = {(METHODS[job[1]].vlm, job[0].captioner_snapshot): job[0] for job in jobs}
     for (vlm, _), run_cfg in sets.items():
         captions = [r["caption"] for r in load_rows(run_cfg, with_vlm=vlm)]
-        text_feature_cache(backbone, captions, Run(run_cfg).text_cache, resolve_device(cfg.device))
+        text_feature_cache(backbone, captions, Run(run_cfg).text_cache, device)
 
 
 def _longest_first(jobs: list[tuple]) -> list[tuple]:
