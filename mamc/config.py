@@ -76,11 +76,15 @@ class Config:
     # At most `steps`; a run ends earlier once `patience` validations in a row (every `eval_every` steps) bring
     # no new best of the mean val R-sum of the last `plateau_window` validations (0: train all `steps`), and keeps
     # its best step.
-    steps: int = 3000
+    steps: int = 6000
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 50
+    # After warmup: "constant", or "cosine" decay to zero at `steps`. A run that ends at its plateau needs the
+    # constant rate: under a decay to the limit, the limit itself would flatten the curves it is meant to watch
+    # (runs with more data then stop because their rate has run out, not because they have learnt what they can).
+    lr_schedule: str = "constant"
     grad_clip: float = 1.0
     ckpt_every: int = 100
     eval_every: int = 50
@@ -188,7 +192,7 @@ _AT_LEAST = dict(
 _AT_MOST = dict(n_topics=EMBEDDED_TOPICS, noise_rate=1.0, margin=math.pi)
 _POSITIVE = ("temperature", "lr", "meta_lr", "grad_clip", "captioner_lr")
 _CHOICES = dict(meta_params=("all", "head"), caption_input=("grid", "frames"), caption_recipe=tuple(CAPTION_RECIPES),
-                dtype=("auto", "float32", "bfloat16", "float16"))
+                dtype=("auto", "float32", "bfloat16", "float16"), lr_schedule=("constant", "cosine"))
 _TYPE_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
 
 

@@ -8,9 +8,9 @@ Each step is the four steps of notebook 03 (methods without meta weighting take 
 4. real step      θ ← AdamW(θ, ∇θ (1/B) Σᵢ w_φ(ℓᵢ(θ)) ℓᵢ(θ))         with the updated, detached weights.
 
 α follows the model's learning-rate schedule: α_t = virtual_lr × lr_t / lr, so the virtual step shrinks with
-the real one during warmup and decay. Steps 1–3 are `mamc.meta.meta_step`; ℓ is the per-sample loss of the
-method (`mamc.losses.contrastive_loss`: InfoNCE, subtractive or additive angular margin), computed once per step:
-steps 1 and 4 differentiate the same forward.
+the real one during warmup (and decay, under the cosine schedule). Steps 1–3 are `mamc.meta.meta_step`; ℓ is
+the per-sample loss of the method (`mamc.losses.contrastive_loss`: InfoNCE, subtractive or additive angular
+margin), computed once per step: steps 1 and 4 differentiate the same forward.
 """
 from __future__ import annotations
 
@@ -73,10 +73,12 @@ def prepare(cfg: Config, model: DualEncoder, with_vlm: bool, device: torch.devic
 
 
 def lr_lambda(cfg: Config):
-    """Linear warmup, then cosine decay to zero."""
+    """Linear warmup, then the rate held constant or decayed to zero at `cfg.steps` (`cfg.lr_schedule`)."""
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant":
+            return 1.0
         progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return f

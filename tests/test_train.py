@@ -62,6 +62,19 @@ def test_the_plateau_is_judged_on_the_recent_mean_not_on_one_lucky_validation():
     assert last_best([100, 200, 250, 250, 249, 250, 248, 250, 249], window=4) == 6  # a real plateau is still found
 
 
+def test_the_constant_schedule_does_not_depend_on_the_step_limit():
+    """A run that ends at its plateau must not have its rate run out because of the limit: under the constant
+    schedule two limits give the same rates; the cosine schedule decays to zero at whichever limit it is given."""
+    from mamc.config import load_config
+    from mamc.train import lr_lambda
+
+    short, long = (load_config("default", steps=n, warmup_steps=10) for n in (1000, 4000))
+    assert [lr_lambda(short)(s) for s in (0, 9, 10, 999)] == [0.1, 1.0, 1.0, 1.0]
+    assert [lr_lambda(short)(s) for s in range(1000)] == [lr_lambda(long)(s) for s in range(1000)]
+    cosine = replace(short, lr_schedule="cosine")
+    assert lr_lambda(cosine)(10) == 1.0 and lr_lambda(cosine)(1000) == pytest.approx(0.0)
+    assert lr_lambda(cosine)(505) == pytest.approx(0.5)
+
 def test_logs_and_snapshots_for_the_figures(smoke_cfg):
     cfg = replace(smoke_cfg, steps=4, ckpt_every=2, eval_every=2)
     summary = train(cfg, "margin", name="logs", progress=False)
