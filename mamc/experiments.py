@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -67,16 +67,35 @@ def _quiet_worker() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _in_parallel(cfg: Config, fn: Callable[[tuple], dict], jobs: list[tuple], desc: str, progress: bool) -> list[dict]:
+def _in_parallel(cfg: Config, fn: Callable[[tuple], dict], jobs: list[tuple], desc: str, progress: bool,
+                 then: tuple[set[int], Callable[[], list[tuple]]] | None = None) -> list[dict]:
     """`fn` over independent jobs, in `cfg.parallel_runs` worker processes (spawned: each starts clean, with the
-    run folder's lock shared) or in this process; results in the jobs' order, identical either way."""
-    if cfg.parallel_runs <= 1 or len(jobs) <= 1:
-        return [fn(job) for job in jobs]
+    run folder's lock shared) or in this process; results in the jobs' order, identical either way. With `then` =
+    (indices, more): once the jobs at those indices have finished, `more()` gives further jobs (which may read
+    what those wrote), queued in the same pool behind the rest — no worker idles until a whole batch has ended.
+    Their results follow the first jobs'."""
+    waits, more = then if then is not None else (set(), None)
+    if cfg.parallel_runs <= 1 or (len(jobs) <= 1 and more is None):
+        results = [fn(job) for job in jobs]
+        return results + ([fn(job) for job in more()] if more is not None else [])
     with run_lock(cfg.run_path, f"mamc {desc}") as lock, shared_with_children(lock):
-        pool = ProcessPoolExecutor(min(cfg.parallel_runs, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_quiet_worker)
-        with pool:
-            return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress, unit="run"))
+        workers = cfg.parallel_runs if more is not None else min(cfg.parallel_runs, len(jobs))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+        with pool, tqdm(total=len(jobs), desc=desc, disable=not progress, unit="run") as bar:
+            def submit(batch: list[tuple]) -> list[Future]:
+                futures = [pool.submit(fn, job) for job in batch]
+                for future in futures:
+                    future.add_done_callback(lambda _: bar.update())
+                return futures
+
+            futures = submit(jobs)
+            if more is not None:
+                for i in sorted(waits):
+                    futures[i].result()
+                extra = more()
+                bar.total += len(extra)
+                futures += submit(extra)
+            return [future.result() for future in futures]
 
 
 def _encode_captions_once(cfg: Config, jobs: list[tuple]) -> None:
@@ -116,12 +135,18 @@ def run_experiments(cfg: Config, methods: list[str] | None = None, seeds: list[i
         first += [(run_cfg, "vlm", s, name, inline) for name, s, run_cfg in dose_runs(cfg) if s in seeds]
     first = _longest_first(first)
     _encode_captions_once(cfg, first)
-    summaries = _in_parallel(cfg, _train_job, first, "train", progress)
-    chosen = chosen_values(cfg, wanted) if any(knobs_of(m) for m in wanted) else {}
-    trained = {job[3] for job in first}
-    then = [(method_config(cfg, m, chosen), m, s, ablation_name(cfg, m, s, chosen), inline)
-            for m in wanted if knobs_of(m) for s in seeds]
-    return summaries + _in_parallel(cfg, _train_job, _longest_first([j for j in then if j[3] not in trained]), "train", progress)
+    tuning = {name for name, _, _ in tuning_runs(cfg, wanted)}
+
+    def tuned() -> list[tuple]:
+        """The other seeds of the tuned methods, at the values their tuning runs chose."""
+        chosen = chosen_values(cfg, wanted) if any(knobs_of(m) for m in wanted) else {}
+        trained = {job[3] for job in first}
+        then = [(method_config(cfg, m, chosen), m, s, ablation_name(cfg, m, s, chosen), inline)
+                for m in wanted if knobs_of(m) for s in seeds]
+        return _longest_first([j for j in then if j[3] not in trained])
+
+    return _in_parallel(cfg, _train_job, first, "train", progress,
+                        then=({i for i, job in enumerate(first) if job[3] in tuning}, tuned))
 
 
 def evaluate_test(cfg: Config, name: str) -> dict:

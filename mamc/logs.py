@@ -27,11 +27,20 @@ def append_csv(path: Path, rows: list[dict], fields: tuple[str, ...] | list[str]
 
 
 def write_scalars(logs: Path, rows: list[dict]) -> None:
-    """Append scalar rows to scalars.jsonl and rewrite scalars.csv from it (one column per scalar: rows gain
-    keys at validation steps) so that spreadsheets and pandas read it directly."""
-    for row in rows:
-        append_jsonl(logs / "scalars.jsonl", row)
-    write_scalars_csv(logs)
+    """Append scalar rows to scalars.jsonl, and to scalars.csv (one column per scalar) so that spreadsheets and
+    pandas read it directly. The CSV is rewritten from the JSONL only when the rows bring a column it lacks
+    (rows gain keys at validation steps): rewriting it at every checkpoint made a run's logging grow with the
+    square of its length. A resumed run rewrites it too (`train`), so a CSV cut by a kill never lasts."""
+    append_jsonl(logs / "scalars.jsonl", *rows)
+    table = logs / "scalars.csv"
+    header: list[str] = []
+    if table.exists():
+        with table.open(newline="") as fh:
+            header = next(csv.reader(fh), [])
+    if header and {k for r in rows for k in r} <= set(header):
+        append_csv(table, rows, header)
+    else:
+        write_scalars_csv(logs)
 
 
 def write_scalars_csv(logs: Path) -> None:

@@ -145,12 +145,12 @@ def write_jsonl(path: str | Path, rows: Iterable[dict], validate: bool = True) -
     return atomic_write(path, write)
 
 
-def append_jsonl(path: str | Path, row: dict) -> None:
-    """Append one row and flush it to disk, for jobs that must survive interruption."""
+def append_jsonl(path: str | Path, *rows: dict) -> None:
+    """Append rows and flush them to disk (once for all of them), for jobs that must survive interruption."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         fh.flush()
         os.fsync(fh.fileno())
 

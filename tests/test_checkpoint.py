@@ -37,14 +37,15 @@ def commit_record(directory, record):
     if record["step"] == 4 and point == "after-commit":
         die()
 
-def append_row(path, row):
-    if row["step"] == 3 and point == "writing-logs":
+def append_rows(path, *rows):
+    if point == "writing-logs" and any(r["step"] == 3 for r in rows):
+        append(path, *[r for r in rows if r["step"] < 3])
         with open(path, "a") as fh:
             fh.write('{"step": 3, "lo')
         die()
-    append(path, row)
+    append(path, *rows)
 
-ck._write_tensors, ck._commit, tr.append_jsonl = write_tensors, commit_record, append_row
+ck._write_tensors, ck._commit, tr.append_jsonl = write_tensors, commit_record, append_rows
 from mamc.train import train
 train(cfg, "meta", name="killed", progress=False)
 """

@@ -10,30 +10,40 @@ import numpy as np
 from PIL import Image
 
 
-def tile(frames: np.ndarray, rows: int, cols: int, cell: int | None = None) -> Image.Image:
-    """frames [n, H, W, 3] (n ≤ rows·cols) in row-major order on a rows×cols grid of `cell`-pixel squares."""
+def tile(frames: np.ndarray, rows: int, cols: int, cell: int | None = None) -> np.ndarray:
+    """frames [n, H, W, 3] (n ≤ rows·cols) in row-major order on a rows×cols grid of `cell`-pixel squares (black
+    where frames are missing): uint8 [rows·cell, cols·cell, 3]."""
     n = len(frames)
     if n > rows * cols:
         raise ValueError(f"{n} frames do not fit a {rows}x{cols} grid")
     h, w = frames.shape[1:3]
     ch, cw = (cell, cell) if cell else (h, w)
-    canvas = Image.new("RGB", (cols * cw, rows * ch))
+    if (h, w) != (ch, cw):
+        frames = np.stack([np.asarray(Image.fromarray(f).resize((cw, ch), Image.BILINEAR)) for f in frames])
+    canvas = np.zeros((rows * ch, cols * cw, 3), np.uint8)
     for i, frame in enumerate(frames):
-        img = Image.fromarray(frame)
-        if img.size != (cw, ch):
-            img = img.resize((cw, ch), Image.BILINEAR)
-        canvas.paste(img, ((i % cols) * cw, (i // cols) * ch))
+        r, c = divmod(i, cols)
+        canvas[r * ch : (r + 1) * ch, c * cw : (c + 1) * cw] = frame
     return canvas
 
 
-def pad_to_square(img: Image.Image, fill: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
-    """Centre the image on a square canvas so that no centre crop can cut it."""
-    side = max(img.size)
-    out = Image.new("RGB", (side, side), fill)
-    out.paste(img, ((side - img.size[0]) // 2, (side - img.size[1]) // 2))
+def pad_to_square(img: np.ndarray, fill: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """Centre the image [H, W, 3] on a square canvas so that no centre crop can cut it."""
+    h, w = img.shape[:2]
+    side = max(h, w)
+    out = np.empty((side, side, 3), np.uint8)
+    out[:] = fill
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top : top + h, left : left + w] = img
     return out
 
 
-def video_grid(frames: np.ndarray, rows: int = 3, cols: int = 4, cell: int | None = None) -> Image.Image:
-    """The captioning input: rows·cols keyframes (chosen by the caller), tiled and padded to a square."""
+def grid_array(frames: np.ndarray, rows: int = 3, cols: int = 4, cell: int | None = None) -> np.ndarray:
+    """The captioning input as pixels: rows·cols keyframes (chosen by the caller), tiled and padded to a square.
+    Training the embedded captioner reads these arrays directly; captioning sees them as images."""
     return pad_to_square(tile(frames, rows, cols, cell))
+
+
+def video_grid(frames: np.ndarray, rows: int = 3, cols: int = 4, cell: int | None = None) -> Image.Image:
+    """The captioning input as an image, what a VLM's processor takes."""
+    return Image.fromarray(grid_array(frames, rows, cols, cell))
