@@ -65,8 +65,8 @@ class Config:
     meta_hidden: int = 100
     meta_lr: float = 1e-3
     virtual_lr: float = 0.1
-    # The bi-level step every `meta_interval` steps (the MLP's weights are applied at every step): 10 costs 1.15× an
-    # InfoNCE step in the training loop instead of 2.9× (exact), and its test R@1 lies within the exact mode's seed
+    # The bi-level step every `meta_interval` steps (the MLP's weights are applied at every step): 10 costs 1.17× an
+    # InfoNCE step in the training loop instead of 2.8× (exact), and its test R@1 lies within the exact mode's seed
     # interval (benchmarks/variants.py, docs/MEASUREMENTS.md).
     meta_interval: int = 10
     meta_params: str = "all"
