@@ -54,6 +54,9 @@ EXECUTION_ONLY = ("run_dir", "device", "num_workers", "threads", "parallel_runs"
 EXTENDABLE = ("methods", "seeds", "margin_sweep", "meta_lr_sweep", "dose_captioner_steps")
 # Settings that pick which of the run's artifacts a command reads or writes.
 SELECTORS = ("captioner_snapshot",)
+# What a run folder made before a setting existed was made with: its config.json lacks the field, and reading the
+# field's present default instead would resume or judge that folder under settings it never had.
+BEFORE_FIELD = {"lr_schedule": "cosine", "video_mlp_ratio": 4}
 
 
 class MissingArtifact(FileNotFoundError):
@@ -140,6 +143,11 @@ def use_threads(n: int) -> None:
 
 # ---- records -----------------------------------------------------------------------------------------------
 
+def _saved_values(path: Path) -> dict:
+    """A run folder's config.json, with the settings it predates filled in as they were (`BEFORE_FIELD`)."""
+    return {**BEFORE_FIELD, **json.loads(path.read_text())}
+
+
 def _comparable(values: dict) -> dict:
     return {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in values.items()
             if k not in EXECUTION_ONLY + EXTENDABLE + SELECTORS}
@@ -152,7 +160,7 @@ def check_config(cfg: Config) -> None:
     has_results = Run(cfg).path("manifest").exists() or (cfg.run_path / "checkpoints").exists()
     if not (path.exists() and has_results):
         return
-    saved, asked = _comparable(json.loads(path.read_text())), _comparable(dataclasses.asdict(cfg))
+    saved, asked = _comparable(_saved_values(path)), _comparable(dataclasses.asdict(cfg))
     differ = sorted(k for k in asked if k in saved and saved[k] != asked[k])
     if differ:
         changes = ", ".join(f"{k}: {saved[k]!r} → {asked[k]!r}" for k in differ)
@@ -170,7 +178,7 @@ def load_run_config(run_dir: str | Path, **overrides) -> Config:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run folder made by `mamc reproduce`?")
-    values = json.loads(path.read_text())
+    values = _saved_values(path)
     stale = sorted(set(values) - set(config_fields()))
     if stale:
         warnings.warn(f"{path}: ignoring fields this version of mamc does not have: {', '.join(stale)}", stacklevel=2)

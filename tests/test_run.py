@@ -39,6 +39,21 @@ def test_a_run_folder_with_results_refuses_other_settings(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["seeds"] == [0, 1]
 
 
+def test_a_run_folder_older_than_a_setting_keeps_what_it_was_made_with(tmp_path):
+    """A folder trained before `lr_schedule` existed decayed its rate along a cosine: resuming or judging it
+    reads that, and the present default (constant) is refused there rather than silently mixed in."""
+    from mamc.run import ConfigMismatch
+
+    save_config(load_config("smoke", run_dir=str(tmp_path)))
+    values = json.loads((tmp_path / "config.json").read_text())
+    del values["lr_schedule"]
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    (tmp_path / "checkpoints").mkdir()
+    assert load_run_config(tmp_path).lr_schedule == "cosine"
+    with pytest.raises(ConfigMismatch, match=r"lr_schedule: 'cosine' → 'constant'"):
+        save_config(load_config("smoke", run_dir=str(tmp_path)))
+
+
 def test_a_public_dataset_run_is_never_told_to_synthesise(tmp_path):
     """Following `mamc synth` advice in a run folder holding an ingested dataset would overwrite it."""
     from mamc.config import load_config
