@@ -26,7 +26,9 @@ class Config:
     # one thread is also the fastest on a busy 2-core machine.
     threads: int = 1
     # Independent runs of the ablation, sweep and QA trained side by side in this many processes (each with
-    # `threads` threads): the same results, both cores busy on an idle 2-core machine.
+    # `threads` threads): the same results, both cores busy on an idle 2-core machine. The embedded captioner
+    # trains data-parallel on as many processes: what one process learns, up to float rounding (which a long
+    # training amplifies, so its captions are those of this setting).
     parallel_runs: int = 1
     dataset: str = "embedded"
     qa_dataset: str = "embedded"  # the QA benchmark ingested beside `dataset` (named in tables and the paper column)

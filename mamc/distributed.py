@@ -1,4 +1,5 @@
-"""torchrun/DDP helpers. Nothing assumes a process group: with one process every helper is the identity.
+"""torchrun/DDP helpers, and CPU data parallelism without torchrun (`on_ranks`). Nothing assumes a process group:
+with one process every helper is the identity.
 
 Under DDP each rank holds a contiguous slice of the global batch. Features are gathered with the autograd-aware
 `torch.distributed.nn.functional.all_gather`, whose backward sums every rank's gradient into the local
@@ -7,10 +8,18 @@ features; averaging parameter gradients over ranks then gives exactly the gradie
 from __future__ import annotations
 
 import os
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import Tensor
+
+from mamc.run import quiet_worker
 
 
 def is_distributed() -> bool:
@@ -58,14 +67,35 @@ def average_differentiable(tensors: list[Tensor]) -> list[Tensor]:
     return [all_reduce(t) / world_size() for t in tensors]
 
 
-def average_grads(params) -> None:
-    """Average .grad over ranks after backward (DDP's reduction, done by hand so the meta step composes)."""
+def average_grads(params: Iterable[Tensor]) -> None:
+    """Average .grad over ranks after backward (DDP's reduction, done by hand so the meta step composes), in one
+    all-reduce of the gradients laid end to end: one message per step instead of one per tensor."""
     if not is_distributed():
         return
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= world_size()
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
+
+
+def sum_over_ranks(x: Tensor) -> Tensor:
+    """The sum of a (detached) tensor over ranks, e.g. a loss and the number of items it sums over."""
+    if not is_distributed():
+        return x
+    out = x.detach().clone()
+    dist.all_reduce(out)
+    return out
+
+
+def gather_objects(obj: object) -> list:
+    """Every rank's `obj` (picklable), in rank order, on every rank."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def broadcast_params(module: torch.nn.Module) -> None:
@@ -82,3 +112,41 @@ def from_rank0(flag: bool) -> bool:
     t = torch.tensor([int(flag)])
     dist.broadcast(t, 0)
     return bool(t.item())
+
+
+def on_ranks(fn: Callable[..., None], args: tuple, world: int, poll: Callable[[], None] | None = None,
+             timeout_s: float = 600) -> None:
+    """`fn(*args)` in `world` spawned processes joined in a gloo process group: data parallelism on a CPU
+    machine without torchrun. A rank that fails stops the others (torch.multiprocessing's spawn) and the first
+    failure's traceback is raised here (not the errors of the ranks that lost their peer); an interrupt here stops
+    every rank, and ranks end if this process dies; a rank that waits `timeout_s` for the others gives up.
+    `poll()` runs here about twice a second meanwhile (e.g. to show the ranks' progress)."""
+    with tempfile.TemporaryDirectory(prefix="mamc_group_") as folder:
+        group = mp.start_processes(_member, args=(world, folder, timeout_s, fn, args), nprocs=world, join=False,
+                                   start_method="spawn")
+        try:
+            while not group.join(timeout=0.5):
+                if poll is not None:
+                    poll()
+        except BaseException as err:  # a failed rank, or an interrupted cell: no rank keeps running
+            for process in group.processes:
+                process.terminate()
+            errors = sorted(Path(folder).glob("rank*.error"), key=lambda p: p.stat().st_mtime_ns)
+            if isinstance(err, mp.ProcessRaisedException) and errors:
+                raise RuntimeError(f"{errors[0].stem} failed first:\n{errors[0].read_text()}") from err
+            raise
+        if poll is not None:
+            poll()
+
+
+def _member(rank: int, world: int, folder: str, timeout_s: float, fn: Callable[..., None], args: tuple) -> None:
+    quiet_worker()
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout_s))
+    try:
+        fn(*args)
+    except BaseException:
+        (Path(folder) / f"rank{rank}.error").write_text(traceback.format_exc())  # before the peers can notice
+        raise
+    finally:
+        dist.destroy_process_group()

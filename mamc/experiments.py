@@ -5,7 +5,6 @@ alone."""
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -25,7 +24,7 @@ from mamc.manifest import write_json
 from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
 from mamc.models import frozen_text_backbone, normalize_frames, resolve_text_model, text_feature_cache
 from mamc.qa import train_and_evaluate_qa
-from mamc.run import Run, resolve_device, use_threads
+from mamc.run import Run, quiet_worker, resolve_device, use_threads
 from mamc.runs import (
     METHODS,
     ablation_name,
@@ -58,15 +57,6 @@ def _qa_job(job: tuple) -> dict:
     return train_and_evaluate_qa(cfg, name, method, seed)
 
 
-def _quiet_worker() -> None:
-    """A worker prints nothing of its own: no weight-loading bars or load reports from transformers."""
-    import transformers
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
 def _in_parallel(cfg: Config, fn: Callable[[tuple], dict], jobs: list[tuple], desc: str, progress: bool,
                  then: tuple[set[int], Callable[[], list[tuple]]] | None = None) -> list[dict]:
     """`fn` over independent jobs, in `cfg.parallel_runs` worker processes (spawned: each starts clean, with the
@@ -80,7 +70,7 @@ def _in_parallel(cfg: Config, fn: Callable[[tuple], dict], jobs: list[tuple], de
         return results + ([fn(job) for job in more()] if more is not None else [])
     with run_lock(cfg.run_path, f"mamc {desc}") as lock, shared_with_children(lock):
         workers = cfg.parallel_runs if more is not None else min(cfg.parallel_runs, len(jobs))
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_worker)
         with pool, tqdm(total=len(jobs), desc=desc, disable=not progress, unit="run") as bar:
             def submit(batch: list[tuple]) -> list[Future]:
                 futures = [pool.submit(fn, job) for job in batch]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import subprocess
 import warnings
@@ -139,6 +140,16 @@ def use_threads(n: int) -> None:
     """Fix torch's CPU thread count (0 leaves torch's default): results then do not depend on machine load."""
     if n and torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def quiet_worker() -> None:
+    """A worker process prints nothing of its own: no weight-loading or saving bars, no load reports from
+    transformers (its parent shows the progress that matters)."""
+    import transformers
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 # ---- records -----------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from mamc import distributed as dist
 from mamc.caption.corpus import captioner_corpus, clip_path
 from mamc.caption.grid import grid_array
 from mamc.caption.jobs import candidate_frames, grid_for_video
@@ -23,7 +24,7 @@ from mamc.caption.vlm import generate_captions, load_captioner, video_seed
 from mamc.data.synthetic import ATTRIBUTES, caption_accuracy
 from mamc.data.video import sample_indices
 from mamc.manifest import write_json
-from mamc.run import Run
+from mamc.run import Run, use_threads
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
@@ -125,11 +126,20 @@ def pixel_values(image_processor, grids: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def fit(params: list[torch.nn.Parameter], batch_loss: Callable[[np.ndarray, np.random.Generator], torch.Tensor], n: int,
-        steps: int, batch_size: int, lr: float, seed: int, desc: str, progress: bool = True,
+def fit(params: list[torch.nn.Parameter],
+        batch_loss: Callable[[np.ndarray, list[np.random.Generator]], tuple[torch.Tensor, int]], n: int, steps: int,
+        batch_size: int, lr: float, seed: int, desc: str, progress: bool = True,
         after_step: Callable[[int], None] | None = None) -> list[float]:
-    """AdamW with a one-cycle schedule on `batch_loss(indices, rng)` over random batches of `n` examples; calls
-    `after_step(k)` after step k. Returns the loss curve."""
+    """AdamW with a one-cycle schedule over random batches of `n` examples. `batch_loss(indices, rngs)` returns
+    the summed loss of those examples and how many terms the sum holds (examples, or caption tokens), drawing each
+    example's augmentation from its own generator in `rngs` (seeded by seed, step and place in the batch).
+
+    Under a process group (`mamc.distributed.on_ranks`) each rank takes its share of every batch and the gradient
+    is that of the whole batch's mean loss, so the ranks stay identical and train what one process would, up to
+    float rounding. Calls `after_step(k)` after step k. Returns the loss curve (each batch's mean loss)."""
+    world = dist.world_size()
+    if min(batch_size, n) < world:
+        raise ValueError(f"a batch of {min(batch_size, n)} examples cannot be shared by {world} processes")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -138,13 +148,17 @@ def fit(params: list[torch.nn.Parameter], batch_loss: Callable[[np.ndarray, np.r
                                                 pct_start=min(0.9, max(0.1, 2.5 / max(steps, 1))))
     losses = []
     for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress):
-        loss = batch_loss(rng.choice(n, size=min(batch_size, n), replace=False), rng)
+        batch = rng.choice(n, size=min(batch_size, n), replace=False)
+        mine = np.array_split(np.arange(len(batch)), world)[dist.rank()]
+        total, count = batch_loss(batch[mine], [np.random.default_rng([seed, step, int(k)]) for k in mine])
+        summed = dist.sum_over_ranks(torch.stack([total.detach(), torch.tensor(float(count))]))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (total * world / summed[1]).backward()
+        dist.average_grads(params)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss.detach()))
+        losses.append(float(summed[0] / summed[1]))
         if after_step is not None:
             after_step(step)
     return losses
@@ -152,7 +166,7 @@ def fit(params: list[torch.nn.Parameter], batch_loss: Callable[[np.ndarray, np.r
 
 def pretrain_vision(processor, model, images: Callable[[int, np.random.Generator], np.ndarray],
                     labels: dict[str, list[str]], steps: int, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
-                    progress: bool = True) -> list[float]:
+                    progress: bool = True, after_step: Callable[[int], None] | None = None) -> list[float]:
     """Stage 1, as a real LLaVA's vision encoder is trained before the captioner: the vision tower alone, with one
     linear head per attribute (`labels[attribute][i]` of example i) on its mean patch feature — the feature the
     projector reads. The heads are dropped afterwards. Returns the loss curve (sum of the heads' cross-entropies)."""
@@ -163,41 +177,52 @@ def pretrain_vision(processor, model, images: Callable[[int, np.random.Generator
     heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(c)) for k, c in classes.items()})
     tower.train()
 
-    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        pixels = pixel_values(processor.image_processor, np.stack([images(i, rng) for i in idx]))
+    def batch_loss(idx: np.ndarray, rngs: list[np.random.Generator]) -> tuple[torch.Tensor, int]:
+        pixels = pixel_values(processor.image_processor, np.stack([images(i, r) for i, r in zip(idx, rngs)]))
         feature = tower(pixel_values=pixels).last_hidden_state[:, 1:].mean(1)
-        return sum(torch.nn.functional.cross_entropy(head(feature), targets[k][idx]) for k, head in heads.items())
+        return sum(torch.nn.functional.cross_entropy(head(feature), targets[k][idx], reduction="sum")
+                   for k, head in heads.items()), len(idx)
 
     n = len(next(iter(labels.values())))
     return fit([*tower.parameters(), *heads.parameters()], batch_loss, n, steps, batch_size, lr, seed, "vision tower",
-               progress)
+               progress, after_step)
 
 
 def train_captioner(processor, model, images: list | Callable[[int, np.random.Generator], np.ndarray | Image.Image],
                     captions: list[str], prompt: str, steps: int, out_dir: str | Path, batch_size: int = 16,
                     lr: float = 5e-4, seed: int = 0, progress: bool = True,
-                    snapshots: dict[int, Path] | None = None, freeze_vision: bool = False) -> list[float]:
+                    snapshots: dict[int, Path] | None = None, freeze_vision: bool = False,
+                    after_step: Callable[[int], None] | None = None) -> list[float]:
     """Teacher-forced training on (grid, caption) pairs; saves model and processor with `save_pretrained`, and
-    in `snapshots[k]` as they are after k steps (weaker captioners from the same training). With
-    `freeze_vision` the vision tower stays as it is (LLaVA-1.5 keeps its pretrained encoder frozen).
+    in `snapshots[k]` as they are after k steps (weaker captioners from the same training); under a process
+    group, rank 0 saves. With `freeze_vision` the vision tower stays as it is (LLaVA-1.5 keeps its pretrained
+    encoder frozen).
 
     `images` is a list of grids, or a function (index, rng) → grid that draws a new grid each time (data
-    augmentation). Returns the loss curve."""
+    augmentation). Returns the loss curve (mean cross-entropy per caption token)."""
     image = images if callable(images) else (lambda i, _rng: images[i])
-    save = lambda folder: save_atomically(Path(folder), lambda tmp: (model.save_pretrained(tmp),  # noqa: E731
-                                                                      processor.save_pretrained(tmp)))
+
+    def save(folder: Path) -> None:
+        if dist.rank() == 0:
+            save_atomically(Path(folder), lambda tmp: (model.save_pretrained(tmp), processor.save_pretrained(tmp)))
     model.model.vision_tower.requires_grad_(not freeze_vision)
     model.train()
 
-    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        return model(**training_batch(processor, [image(i, rng) for i in idx], [captions[i] for i in idx], prompt)).loss
+    def batch_loss(idx: np.ndarray, rngs: list[np.random.Generator]) -> tuple[torch.Tensor, int]:
+        batch = training_batch(processor, [image(i, r) for i, r in zip(idx, rngs)], [captions[i] for i in idx], prompt)
+        target = batch.pop("labels")[:, 1:]  # token t is predicted from the tokens before it
+        logits = model(**batch).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), reduction="sum")
+        return loss, int((target != -100).sum())
 
-    def after_step(step: int) -> None:
+    def each_step(step: int) -> None:
         if step in (snapshots or {}):
             save(snapshots[step])
+        if after_step is not None:
+            after_step(step)
 
     losses = fit([p for p in model.parameters() if p.requires_grad], batch_loss, len(captions), steps, batch_size, lr,
-                 seed, "captioner", progress, after_step)
+                 seed, "captioner", progress, each_step)
     model.requires_grad_(True)
     model.eval()
     save(out_dir)
@@ -220,19 +245,61 @@ def save_atomically(out_dir: Path, save: Callable[[Path], object]) -> None:
 def train_embedded_captioner(cfg, progress: bool = True) -> dict:
     """Train the embedded captioner on its own corpus (`mamc.caption.corpus`, disjoint from the benchmark) and
     save it in the run folder, where `cfg.captioner == "embedded"` finds it, with a snapshot after each of
-    `cfg.dose_captioner_steps` steps (the weaker captioners of the dose-response). `training.json` records the loss
-    curve and the held-out accuracy of the captioner and of every snapshot; returns that record."""
+    `cfg.dose_captioner_steps` steps (the weaker captioners of the dose-response). Both stages train
+    data-parallel on `cfg.parallel_runs` processes (one core each) when there are several. `training.json`
+    records the loss curves, the seconds of each step and the held-out accuracy of the captioner and of every
+    snapshot; returns that record."""
     clock = time.time()
-    seconds = {}
+    corpus = captioner_corpus(cfg, progress)
+    seconds = {"corpus": time.time() - clock}
+    clock = time.time()
+    world = cfg.parallel_runs
+    if world > 1:
+        record = {}
+        ticks = torch.multiprocessing.get_context("spawn").SimpleQueue()
+        with tqdm(total=cfg.captioner_vision_steps + cfg.captioner_steps, disable=not progress,
+                  desc=f"captioner, {world} processes") as bar:
+            def poll() -> None:
+                while not ticks.empty():
+                    item = ticks.get()
+                    if isinstance(item, dict):
+                        record.update(item)
+                    else:
+                        bar.update(item)
+
+            dist.on_ranks(_train_stages, (cfg, ticks, False), world, poll)
+    else:
+        record = _train_stages(cfg, None, progress)
+    seconds["start-up"] = time.time() - clock - sum(record["seconds"].values())
+    clock = time.time()
+    final, snapshots = Run(cfg).path("captioner"), {k: snapshot_dir(cfg, k) for k in cfg.dose_snapshots}
+    heldout = [r for r in corpus if r["part"] == "heldout"]
+    accuracy = {str(k): heldout_accuracy(cfg, path, heldout) for k, path in {**snapshots, cfg.captioner_steps: final}.items()}
+    seconds |= record.pop("seconds") | {"held-out accuracy": time.time() - clock}
+    info = {**record, "n_heldout": len(heldout), "processes": world, "heldout_accuracy": accuracy, "seconds": seconds}
+    write_json(final / "training.json", info)
+    return info
+
+
+def _train_stages(cfg, ticks=None, progress: bool = True) -> dict:
+    """Both training stages of the embedded captioner, on this process's share of each batch under a process
+    group (rank 0 saves, and reports each step and, at the end, its record to `ticks`). Returns the record:
+    loss curves, sizes and the seconds of each stage."""
+    use_threads(cfg.threads)
+    seconds, clock = {}, time.time()
 
     def lap(stage: str) -> None:
         nonlocal clock
         seconds[stage], clock = time.time() - clock, time.time()
 
-    corpus = captioner_corpus(cfg, progress)
-    rows = [r for r in corpus if r["part"] == "train"]
-    frames = [candidate_frames(clip_path(cfg, r), cfg) for r in tqdm(rows, desc="decode", disable=not progress)]
-    lap("corpus")
+    rank, world = dist.rank(), dist.world_size()
+    tick = (lambda _step: ticks.put(1)) if ticks is not None and rank == 0 else None
+    rows = [r for r in captioner_corpus(cfg, progress=False) if r["part"] == "train"]
+    frames: list = [None] * len(rows)  # each rank decodes every world-th clip, and all of them are shared
+    for r, part in enumerate(dist.gather_objects([candidate_frames(clip_path(cfg, row), cfg) for row in tqdm(
+            rows[rank::world], desc="decode", disable=not progress)])):
+        frames[r::world] = part
+    lap("decode")
     n_cells = cfg.grid_rows * cfg.grid_cols
 
     def jittered_grid(i: int, rng: np.random.Generator) -> np.ndarray:
@@ -242,24 +309,22 @@ def train_embedded_captioner(cfg, progress: bool = True) -> dict:
     captions = [r["caption"] for r in rows]
     size = jittered_grid(0, np.random.default_rng(0)).shape[0]
     processor, model = build_captioner(captions + [cfg.prompt], image_size=size, seed=cfg.seed)
+    dist.broadcast_params(model)
     labels = {a: [str(r["attributes"][a]) for r in rows] for a in (*ATTRIBUTES, "change_to")}
     vision_losses = pretrain_vision(processor, model, jittered_grid, labels, cfg.captioner_vision_steps,
-                                    cfg.captioner_batch_size, seed=cfg.seed, progress=progress)
+                                    cfg.captioner_batch_size, seed=cfg.seed, progress=progress, after_step=tick)
     lap("vision tower")
-    final = Run(cfg).path("captioner")
     snapshots = {k: snapshot_dir(cfg, k) for k in cfg.dose_snapshots}
-    losses = train_captioner(processor, model, jittered_grid, captions, cfg.prompt, cfg.captioner_steps, final,
-                             batch_size=cfg.captioner_batch_size, lr=cfg.captioner_lr, seed=cfg.seed, progress=progress,
-                             snapshots=snapshots, freeze_vision=cfg.captioner_vision_steps > 0)
+    losses = train_captioner(processor, model, jittered_grid, captions, cfg.prompt, cfg.captioner_steps,
+                             Run(cfg).path("captioner"), batch_size=cfg.captioner_batch_size, lr=cfg.captioner_lr,
+                             seed=cfg.seed, progress=progress, snapshots=snapshots,
+                             freeze_vision=cfg.captioner_vision_steps > 0, after_step=tick)
     lap("captioner")
-    heldout = [r for r in corpus if r["part"] == "heldout"]
-    accuracy = {str(k): heldout_accuracy(cfg, path, heldout) for k, path in {**snapshots, cfg.captioner_steps: final}.items()}
-    lap("held-out accuracy")
-    info = {"losses": losses, "vision_losses": vision_losses, "n_pairs": len(rows), "n_heldout": len(heldout),
-            "image_size": size, "parameters": sum(p.numel() for p in model.parameters()), "heldout_accuracy": accuracy,
-            "seconds": seconds}
-    write_json(final / "training.json", info)
-    return info
+    record = {"losses": losses, "vision_losses": vision_losses, "n_pairs": len(rows), "image_size": size,
+              "parameters": sum(p.numel() for p in model.parameters()), "seconds": seconds}
+    if ticks is not None and rank == 0:
+        ticks.put(record)
+    return record
 
 
 def snapshot_dir(cfg, step: int) -> Path:

@@ -4,7 +4,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 import mamc.caption.jobs as jobs
 from mamc.caption.jobs import caption_videos, finished_ids, grid_for_video, output_path
@@ -239,32 +238,3 @@ def test_long_captions_are_resampled_and_recorded(smoke_cfg, tiny_checkpoint, mo
     failure = output_path(cfg, 0, 1).with_name("caption_failures.jsonl").read_text()
     assert "no caption within 3 tokens in 6 samples" in failure
     assert len(seeds) == 1 + 1 + 5 and len({s for batch in seeds for s in batch}) == 3 + 1 + 5
-
-
-def test_stage_one_teaches_the_vision_tower_the_attributes(smoke_cfg):
-    """A few dozen steps of attribute cross-entropy on a handful of grids lower the loss well below chance."""
-    from mamc.caption.grid import grid_array
-    from mamc.caption.tiny import pretrain_vision
-
-    colours = {"red": (230, 40, 40), "blue": (50, 90, 240)}
-    names = ["red", "blue"] * 4
-    grids = [grid_array(np.tile(np.array(colours[c], np.uint8), (4, 8, 8, 1)), 2, 2) for c in names]
-    processor, model = build_captioner(["a red ball.", "a blue ball."], grids[0].shape[0], patch=8, width=32)
-    losses = pretrain_vision(processor, model, lambda i, _rng: grids[i], {"color": names}, steps=40, batch_size=8,
-                             lr=3e-3, progress=False)
-    assert losses[-1] < 0.1  # chance is ln 2 = 0.69
-
-
-def test_the_vision_stage_sees_exactly_what_the_processor_would_give():
-    """The vision stage normalises its batch in one pass; the captioner later reads its grids through the
-    processor: both must be the same pixels, bit for bit, or the tower is trained on inputs it never sees again."""
-    from mamc.caption.grid import grid_array
-    from mamc.caption.tiny import pixel_values
-
-    rng = np.random.default_rng(0)
-    grids = np.stack([grid_array(rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), 3, 4) for _ in range(5)])
-    processor, _ = build_captioner(["a red ball."], grids.shape[1], patch=16, width=32)
-    expected = processor.image_processor(images=list(grids), return_tensors="pt")["pixel_values"]
-    assert torch.equal(pixel_values(processor.image_processor, grids), expected)
-    with pytest.raises(ValueError, match="not square RGB at the processor's size"):
-        pixel_values(processor.image_processor, grids[:, :64])
