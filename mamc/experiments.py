@@ -4,27 +4,22 @@ result is a JSON file in the run's logs folder, so that tables and figures can b
 alone."""
 from __future__ import annotations
 
-import multiprocessing
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from mamc.config import Config
 from mamc.data.loaders import StepBatches, usable_rows
 from mamc.data.prepare import ensure_frames, load_rows
 from mamc.embed import embed_rows, frozen_text_features, text_input
 from mamc.evaluate import gt_ranks, video_text_retrieval
-from mamc.lock import run_lock, shared_with_children
 from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
 from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
-from mamc.models import frozen_text_backbone, normalize_frames, resolve_text_model, text_feature_cache
+from mamc.models import add_text_features, frozen_text_backbone, missing_texts, normalize_frames, resolve_text_model
+from mamc.pool import in_parallel, worker_pool
 from mamc.qa import train_and_evaluate_qa
-from mamc.run import Run, quiet_worker, resolve_device, use_threads
+from mamc.run import Run, resolve_device, use_threads
 from mamc.runs import (
     METHODS,
     ablation_name,
@@ -57,48 +52,27 @@ def _qa_job(job: tuple) -> dict:
     return train_and_evaluate_qa(cfg, name, method, seed)
 
 
-def _in_parallel(cfg: Config, fn: Callable[[tuple], dict], jobs: list[tuple], desc: str, progress: bool,
-                 then: tuple[set[int], Callable[[], list[tuple]]] | None = None) -> list[dict]:
-    """`fn` over independent jobs, in `cfg.parallel_runs` worker processes (spawned: each starts clean, with the
-    run folder's lock shared) or in this process; results in the jobs' order, identical either way. With `then` =
-    (indices, more): once the jobs at those indices have finished, `more()` gives further jobs (which may read
-    what those wrote), queued in the same pool behind the rest — no worker idles until a whole batch has ended.
-    Their results follow the first jobs'."""
-    waits, more = then if then is not None else (set(), None)
-    if cfg.parallel_runs <= 1 or (len(jobs) <= 1 and more is None):
-        results = [fn(job) for job in jobs]
-        return results + ([fn(job) for job in more()] if more is not None else [])
-    with run_lock(cfg.run_path, f"mamc {desc}") as lock, shared_with_children(lock):
-        workers = cfg.parallel_runs if more is not None else min(cfg.parallel_runs, len(jobs))
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_worker)
-        with pool, tqdm(total=len(jobs), desc=desc, disable=not progress, unit="run") as bar:
-            def submit(batch: list[tuple]) -> list[Future]:
-                futures = [pool.submit(fn, job) for job in batch]
-                for future in futures:
-                    future.add_done_callback(lambda _: bar.update())
-                return futures
-
-            futures = submit(jobs)
-            if more is not None:
-                for i in sorted(waits):
-                    futures[i].result()
-                extra = more()
-                bar.total += len(extra)
-                futures += submit(extra)
-            return [future.result() for future in futures]
-
-
-def _encode_captions_once(cfg: Config, jobs: list[tuple]) -> None:
-    """The frozen text features of every caption set the jobs read, encoded here before the workers start: each
-    text once, rather than once by every worker that finds it missing at the same moment."""
+def _encode_captions_once(cfg: Config, jobs: list[tuple], pool) -> None:
+    """The frozen text features of every caption set the jobs read, encoded before any job starts (each text
+    once, rather than once by every worker that finds it missing at the same moment), by the workers of `pool`
+    side by side: a text's feature does not depend on the texts encoded beside it."""
     if not cfg.freeze_text:
         return
-    device = resolve_device(cfg.device)
-    backbone = frozen_text_backbone(resolve_text_model(cfg.text_model)).to(device)  # encode reads its inputs there
     sets = {(METHODS[job[1]].vlm, job[0].captioner_snapshot): job[0] for job in jobs}
-    for (vlm, _), run_cfg in sets.items():
-        captions = [r["caption"] for r in load_rows(run_cfg, with_vlm=vlm)]
-        text_feature_cache(backbone, captions, Run(run_cfg).text_cache, device)
+    texts = {r["caption"] for (vlm, _), run_cfg in sets.items() for r in load_rows(run_cfg, with_vlm=vlm)}
+    model_id, store = resolve_text_model(cfg.text_model), Run(cfg).text_cache
+    missing = missing_texts(model_id, texts, store)
+    parts = [part for part in (missing[i :: max(cfg.parallel_runs, 1)] for i in range(max(cfg.parallel_runs, 1))) if part]
+    features = in_parallel(cfg, _encode_job, [(cfg, part) for part in parts], "encode captions", False, pool=pool)
+    if parts:
+        add_text_features(model_id, store, {t: f for part, feats in zip(parts, features) for t, f in zip(part, feats)})
+
+
+def _encode_job(job: tuple) -> torch.Tensor:
+    cfg, texts = job
+    use_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    return frozen_text_backbone(resolve_text_model(cfg.text_model)).to(device).encode(texts, device=device).cpu()
 
 
 def _longest_first(jobs: list[tuple]) -> list[tuple]:
@@ -124,7 +98,6 @@ def run_experiments(cfg: Config, methods: list[str] | None = None, seeds: list[i
     if "vlm" in wanted:
         first += [(run_cfg, "vlm", s, name, inline) for name, s, run_cfg in dose_runs(cfg) if s in seeds]
     first = _longest_first(first)
-    _encode_captions_once(cfg, first)
     tuning = {name for name, _, _ in tuning_runs(cfg, wanted)}
 
     def tuned() -> list[tuple]:
@@ -135,8 +108,10 @@ def run_experiments(cfg: Config, methods: list[str] | None = None, seeds: list[i
                 for m in wanted if knobs_of(m) for s in seeds]
         return _longest_first([j for j in then if j[3] not in trained])
 
-    return _in_parallel(cfg, _train_job, first, "train", progress,
-                        then=({i for i, job in enumerate(first) if job[3] in tuning}, tuned))
+    with worker_pool(cfg, "train") as pool:
+        _encode_captions_once(cfg, first, pool)
+        return in_parallel(cfg, _train_job, first, "train", progress,
+                           then=({i for i, job in enumerate(first) if job[3] in tuning}, tuned), pool=pool)
 
 
 def evaluate_test(cfg: Config, name: str) -> dict:
@@ -184,11 +159,11 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
     for entry in entries:
         first.setdefault(entry[1], entry)
     todo = [(run_cfg, name) for run_cfg, name, _, _ in first.values() if not (skip_done and is_evaluated(run_cfg, name))]
-    _in_parallel(cfg, _test_job, todo, "test", progress)
+    in_parallel(cfg, _test_job, todo, "test", progress)
     results = [Run(run_cfg).read("test", name) for run_cfg, name, _, _ in first.values()]
     if qa:
         jobs = [(run_cfg, name, method, seed) for run_cfg, name, method, seed in first.values() if method is not None]
-        _in_parallel(cfg, _qa_job, jobs, "qa", progress)
+        in_parallel(cfg, _qa_job, jobs, "qa", progress)
     return results
 
 

@@ -222,20 +222,39 @@ def text_feature_cache(backbone: TextBackbone, texts: list[str], cache_dir: str 
     """Frozen-backbone features of every distinct text, from one safetensors store per backbone (its texts in the
     file's metadata): reruns, other methods, other caption sets and QA encode only the texts it lacks. The store is
     rewritten atomically; two processes adding to it at once lose nothing but the work of the one written first."""
-    from safetensors import safe_open
+    missing = missing_texts(backbone.model_id, texts, cache_dir)
+    if missing:
+        add_text_features(backbone.model_id, cache_dir, dict(zip(missing, backbone.encode(missing, device=device))))
+    known = _read_store(_store(backbone.model_id, cache_dir))
+    return {t: known[t] for t in set(texts)}
+
+
+def missing_texts(model_id: str, texts, cache_dir: str | Path) -> list[str]:
+    """The distinct texts that the store of `model_id`'s features lacks, sorted."""
+    return sorted(set(texts) - set(_read_store(_store(model_id, cache_dir))))
+
+
+def add_text_features(model_id: str, cache_dir: str | Path, features: dict[str, Tensor]) -> None:
+    """Add features (computed anywhere: they do not depend on the texts encoded beside them) to the store."""
     from safetensors.torch import save_file
 
-    path = Path(cache_dir) / f"text_{hashlib.sha1(backbone.model_id.encode()).hexdigest()[:16]}.safetensors"
-    known: dict[str, Tensor] = {}
-    if path.exists():
-        with safe_open(str(path), "pt") as fh:
-            known = dict(zip(json.loads(fh.metadata()["texts"]), fh.get_tensor("features")))
-    missing = sorted(set(texts) - set(known))
-    if missing:
-        known.update(zip(missing, backbone.encode(missing, device=device)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"features": torch.stack(list(known.values())).contiguous()}, str(tmp),
-                  metadata={"texts": json.dumps(list(known)), "model": backbone.model_id})
-        tmp.replace(path)
-    return {t: known[t] for t in set(texts)}
+    path = _store(model_id, cache_dir)
+    known = {**_read_store(path), **features}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"features": torch.stack(list(known.values())).contiguous()}, str(tmp),
+              metadata={"texts": json.dumps(list(known)), "model": model_id})
+    tmp.replace(path)
+
+
+def _store(model_id: str, cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / f"text_{hashlib.sha1(model_id.encode()).hexdigest()[:16]}.safetensors"
+
+
+def _read_store(path: Path) -> dict[str, Tensor]:
+    from safetensors import safe_open
+
+    if not path.exists():
+        return {}
+    with safe_open(str(path), "pt") as fh:
+        return dict(zip(json.loads(fh.metadata()["texts"]), fh.get_tensor("features")))

@@ -117,23 +117,3 @@ def test_the_dose_response_trains_vlm_on_each_weaker_captioners_captions(smoke_c
     assert list(table["captioner steps"]) == [2, 4] and list(table["seeds"]) == [2, 2]
     weak_all, strong_all = table["captions all right (%)"]  # true captions sometimes leave out the size
     assert weak_all == 0.0 and strong_all > 50
-
-
-def _mark(job):
-    folder, n = job
-    (folder / f"done{n}").touch()
-    return n
-
-
-def test_jobs_that_wait_for_others_join_the_same_pool_once_those_have_finished(smoke_cfg, tmp_path):
-    """The ablation's other seeds need their tuning runs' choices: they are queued once those runs are done, in
-    the pool that is still busy with the rest, and their results follow."""
-    from mamc.experiments import _in_parallel
-
-    def more():
-        assert (tmp_path / "done0").exists() and (tmp_path / "done2").exists()
-        return [(tmp_path, 9)]
-
-    for parallel in (1, 2):
-        cfg = replace(smoke_cfg, parallel_runs=parallel)
-        assert _in_parallel(cfg, _mark, [(tmp_path, n) for n in range(4)], "x", False, then=({0, 2}, more)) == [0, 1, 2, 3, 9]

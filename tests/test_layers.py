@@ -7,7 +7,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mamc"
 LAYERS = [
     ("config", "manifest", "lock"),
     ("run",),
-    ("losses", "meta", "models", "evaluate", "topics", "checkpoint", "distributed", "logs", "embed", "data", "caption"),
+    ("losses", "meta", "models", "evaluate", "topics", "checkpoint", "distributed", "logs", "embed", "data", "pool",
+     "caption"),
     ("runs",),
     ("train", "qa", "experiments"),
     ("report",),

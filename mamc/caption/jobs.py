@@ -11,6 +11,7 @@ generation settings, grid and seed.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from mamc.data.synthetic import ATTRIBUTES, parse_attributes
 from mamc.data.video import VideoError, keyframes, probe, read_frames, sample_indices
 from mamc.lock import locked
 from mamc.manifest import append_jsonl, iter_jsonl, update_failures, write_json
+from mamc.pool import in_parallel
 from mamc.run import Run, resolve_device
 
 MAX_CANDIDATE_FRAMES = 64
@@ -81,6 +83,16 @@ def failures_path(cfg: Config, shard: int, num_shards: int) -> Path:
     return out.with_name(out.name.replace("captions", "caption_failures"))
 
 
+def shards_written(cfg: Config) -> int | None:
+    """How many shards the captioner's caption files were written in (1: one `captions.jsonl`); None before any."""
+    files = Run(cfg).caption_files()
+    counts = {int(f.stem.rsplit("of", 1)[1]) if ".shard" in f.name else 1 for f in files}
+    if len(counts) > 1:
+        raise ValueError(f"{files[0].parent} holds caption files of several shardings ({', '.join(f.name for f in files)}): "
+                         "keep one of them")
+    return counts.pop() if counts else None
+
+
 def finished_ids(path: Path) -> set[str]:
     return {row["video_id"] for _, row in iter_jsonl(path)} if path.exists() else set()
 
@@ -96,17 +108,21 @@ def ensure_captioner(cfg: Config, model: str | None = None, retrain: bool = Fals
     """Make sure the captioner that a caption job loads exists: the embedded one is trained into the run folder
     when it has none (notebook 02's step, and `mamc caption` on a fresh run folder), or again when asked. That
     is refused once captions exist, since trained models may have used them. Returns the training record when
-    it trained, else None (a hub id or path needs nothing)."""
+    it trained (or measured a captioner whose measurement a kill had cut short), else None (a hub id or path needs
+    nothing)."""
     if (model or cfg.captioner) != "embedded":
         return None
     made = Run(cfg).caption_files()
     if retrain and made:
         raise ValueError(f"{made[0]} holds captions of the current captioner, and models trained on them may exist; "
                          "retraining it would change the data under them: start a new run folder (--out) instead")
-    if (Run(cfg).path("captioner") / "config.json").exists() and not retrain:
-        return None
-    from mamc.caption.tiny import train_embedded_captioner
+    from mamc.caption.tiny import measure_captioner, train_embedded_captioner
 
+    final = Run(cfg).path("captioner")
+    if (final / "config.json").exists() and not retrain:
+        record = final / "training.json"
+        measured = record.exists() and "heldout_accuracy" in json.loads(record.read_text())
+        return None if measured else measure_captioner(cfg)  # a kill while measuring: measure now
     return train_embedded_captioner(cfg, progress)
 
 
@@ -143,6 +159,10 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
         ok, message = video_backend_available()
         if not ok:
             raise RuntimeError(message)
+    written = shards_written(cfg)
+    if written not in (None, num_shards):
+        raise ValueError(f"{Run(cfg).path('captions').parent} holds this captioner's captions in {written} shard(s): "
+                         f"resume with num_shards={written}, or every video captioned so far would be captioned again")
     source = rows if rows is not None else load_rows(cfg, "train")
     videos = list({r["video_id"]: r for r in source}.values())[shard::num_shards]
     out, failed = output_path(cfg, shard, num_shards), failures_path(cfg, shard, num_shards)
@@ -227,15 +247,40 @@ def caption_quality(cfg: Config) -> dict | None:
     return result
 
 
+def caption_all(cfg: Config, model: str | None = None, progress: bool = True) -> dict[int, dict]:
+    """The training videos captioned by the captioner and by each snapshot of the dose-response
+    (`Config.dose_snapshots`) on `cfg.parallel_runs` processes: each takes a shard of the videos and captions it
+    with every captioner, so a video's grid is made once per process. Captions do not depend on the sharding (one
+    seed per video), nor does the training data (`load_rows` reads captions in the manifest's order). A job
+    resumes in the sharding it started with; captioners with nothing left to caption start no process. Returns
+    each captioner's counts (key 0: the captioner itself)."""
+    videos = {r["video_id"] for r in load_rows(cfg, "train")}
+    steps = [replace(cfg, captioner_snapshot=k) for k in (0, *cfg.dose_snapshots)]
+    done = {c.captioner_snapshot: set().union(*map(finished_ids, Run(c).caption_files())) & videos for c in steps}
+    shards = {c.captioner_snapshot: shards_written(c) or cfg.parallel_runs for c in steps
+              if done[c.captioner_snapshot] != videos}
+    inline = progress and cfg.parallel_runs <= 1
+    jobs = [(cfg, model, {k: n for k, n in shards.items() if s < n}, s, inline) for s in range(max(shards.values(), default=0))]
+    totals = {k: {"videos": len(videos), "already_done": len(done[k]), "captioned": 0, "failed": 0} for k in done}
+    for result in in_parallel(cfg, _caption_shard, jobs, "caption shards", progress):
+        for k, stats in result.items():
+            totals[k]["captioned"] += stats["captioned"]
+            totals[k]["failed"] += stats["failed"]
+    return totals
+
+
+def _caption_shard(job: tuple) -> dict[int, dict]:
+    cfg, model, shards, shard, progress = job
+    return {k: caption_videos(replace(cfg, captioner_snapshot=k), model=model if k == 0 else None, shard=shard,
+                              num_shards=n, progress=progress) for k, n in shards.items()}
+
+
 def caption_with_snapshots(cfg: Config, progress: bool = True) -> dict[int, dict | None]:
     """The dose-response's captions: the training videos captioned again by each weaker snapshot of the embedded
-    captioner (`Config.dose_snapshots`), each resumable like the main job, and scored (`caption_quality`)."""
-    quality = {}
-    for step in cfg.dose_snapshots:
-        snapshot = replace(cfg, captioner_snapshot=step)
-        caption_videos(snapshot, progress=progress)
-        quality[step] = caption_quality(snapshot)
-    return quality
+    captioner (`Config.dose_snapshots`), resumable like the main job (`caption_all` makes what is missing), and
+    scored (`caption_quality`)."""
+    caption_all(cfg, progress=progress)
+    return {step: caption_quality(replace(cfg, captioner_snapshot=step)) for step in cfg.dose_snapshots}
 
 
 def caption_real_clips(cfg: Config, captioner: Captioner, clips: list[Path]) -> list[dict]:

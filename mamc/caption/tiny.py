@@ -4,6 +4,7 @@ captioner with the tower frozen), and saved with `save_pretrained`, so that the 
 the same Auto classes as a real checkpoint, with no hub."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -189,22 +190,16 @@ def pretrain_vision(processor, model, images: Callable[[int, np.random.Generator
 
 
 def train_captioner(processor, model, images: list | Callable[[int, np.random.Generator], np.ndarray | Image.Image],
-                    captions: list[str], prompt: str, steps: int, out_dir: str | Path, batch_size: int = 16,
-                    lr: float = 5e-4, seed: int = 0, progress: bool = True,
-                    snapshots: dict[int, Path] | None = None, freeze_vision: bool = False,
-                    after_step: Callable[[int], None] | None = None) -> list[float]:
-    """Teacher-forced training on (grid, caption) pairs; saves model and processor with `save_pretrained`, and
-    in `snapshots[k]` as they are after k steps (weaker captioners from the same training); under a process
-    group, rank 0 saves. With `freeze_vision` the vision tower stays as it is (LLaVA-1.5 keeps its pretrained
-    encoder frozen).
+                    captions: list[str], prompt: str, steps: int, batch_size: int = 16, lr: float = 5e-4,
+                    seed: int = 0, progress: bool = True, snapshots: dict[int, Path] | None = None,
+                    freeze_vision: bool = False, after_step: Callable[[int], None] | None = None) -> list[float]:
+    """Teacher-forced training on (grid, caption) pairs, saving the captioner in `snapshots[k]` as it is after k
+    steps (weaker captioners from the same training). With `freeze_vision` the vision tower stays as it is
+    (LLaVA-1.5 keeps its pretrained encoder frozen).
 
     `images` is a list of grids, or a function (index, rng) → grid that draws a new grid each time (data
     augmentation). Returns the loss curve (mean cross-entropy per caption token)."""
     image = images if callable(images) else (lambda i, _rng: images[i])
-
-    def save(folder: Path) -> None:
-        if dist.rank() == 0:
-            save_atomically(Path(folder), lambda tmp: (model.save_pretrained(tmp), processor.save_pretrained(tmp)))
     model.model.vision_tower.requires_grad_(not freeze_vision)
     model.train()
 
@@ -217,7 +212,7 @@ def train_captioner(processor, model, images: list | Callable[[int, np.random.Ge
 
     def each_step(step: int) -> None:
         if step in (snapshots or {}):
-            save(snapshots[step])
+            save_captioner(snapshots[step], processor, model)
         if after_step is not None:
             after_step(step)
 
@@ -225,8 +220,20 @@ def train_captioner(processor, model, images: list | Callable[[int, np.random.Ge
                  seed, "captioner", progress, each_step)
     model.requires_grad_(True)
     model.eval()
-    save(out_dir)
     return losses
+
+
+def save_captioner(folder: Path, processor, model, record: dict | None = None) -> None:
+    """`save_pretrained` of model and processor, with `record` as training.json, all in one atomic rename; under
+    a process group, rank 0 alone saves."""
+    def save(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        if record is not None:
+            write_json(tmp / "training.json", record)
+
+    if dist.rank() == 0:
+        save_atomically(Path(folder), save)
 
 
 def save_atomically(out_dir: Path, save: Callable[[Path], object]) -> None:
@@ -246,44 +253,49 @@ def train_embedded_captioner(cfg, progress: bool = True) -> dict:
     """Train the embedded captioner on its own corpus (`mamc.caption.corpus`, disjoint from the benchmark) and
     save it in the run folder, where `cfg.captioner == "embedded"` finds it, with a snapshot after each of
     `cfg.dose_captioner_steps` steps (the weaker captioners of the dose-response). Both stages train
-    data-parallel on `cfg.parallel_runs` processes (one core each) when there are several. `training.json`
-    records the loss curves, the seconds of each step and the held-out accuracy of the captioner and of every
-    snapshot; returns that record."""
+    data-parallel on `cfg.parallel_runs` processes (one core each) when there are several. Its `training.json`
+    records the loss curves and the seconds of each step, and then (`measure_captioner`) the held-out accuracy
+    of the captioner and of every snapshot; returns that record."""
     clock = time.time()
-    corpus = captioner_corpus(cfg, progress)
+    captioner_corpus(cfg, progress)
     seconds = {"corpus": time.time() - clock}
     clock = time.time()
     world = cfg.parallel_runs
     if world > 1:
-        record = {}
         ticks = torch.multiprocessing.get_context("spawn").SimpleQueue()
         with tqdm(total=cfg.captioner_vision_steps + cfg.captioner_steps, disable=not progress,
                   desc=f"captioner, {world} processes") as bar:
             def poll() -> None:
                 while not ticks.empty():
-                    item = ticks.get()
-                    if isinstance(item, dict):
-                        record.update(item)
-                    else:
-                        bar.update(item)
+                    bar.update(ticks.get())
 
             dist.on_ranks(_train_stages, (cfg, ticks, False), world, poll)
     else:
-        record = _train_stages(cfg, None, progress)
-    seconds["start-up"] = time.time() - clock - sum(record["seconds"].values())
+        _train_stages(cfg, None, progress)
+    stages = json.loads((Run(cfg).path("captioner") / "training.json").read_text())["seconds"]
+    seconds["start-up"] = time.time() - clock - sum(stages.values())  # the wait, less the work the ranks report
+    return measure_captioner(cfg, seconds)
+
+
+def measure_captioner(cfg, seconds: dict[str, float] | None = None) -> dict:
+    """Add to the embedded captioner's `training.json` the held-out accuracy of the captioner and of every
+    snapshot (and `seconds`, further timings); returns the record. Kept apart from training so that a run killed
+    while measuring finishes the measurement on its next call, with the training's record intact."""
     clock = time.time()
-    final, snapshots = Run(cfg).path("captioner"), {k: snapshot_dir(cfg, k) for k in cfg.dose_snapshots}
-    heldout = [r for r in corpus if r["part"] == "heldout"]
-    accuracy = {str(k): heldout_accuracy(cfg, path, heldout) for k, path in {**snapshots, cfg.captioner_steps: final}.items()}
-    seconds |= record.pop("seconds") | {"held-out accuracy": time.time() - clock}
-    info = {**record, "n_heldout": len(heldout), "processes": world, "heldout_accuracy": accuracy, "seconds": seconds}
+    final = Run(cfg).path("captioner")
+    info = json.loads((final / "training.json").read_text()) if (final / "training.json").exists() else {}
+    heldout = [r for r in captioner_corpus(cfg, progress=False) if r["part"] == "heldout"]
+    steps = {k: snapshot_dir(cfg, k) for k in cfg.dose_snapshots} | {cfg.captioner_steps: final}
+    info["heldout_accuracy"] = {str(k): heldout_accuracy(cfg, path, heldout) for k, path in steps.items()}
+    info["n_heldout"] = len(heldout)
+    info["seconds"] = {**(seconds or {}), **info.get("seconds", {}), "held-out accuracy": time.time() - clock}
     write_json(final / "training.json", info)
     return info
 
 
-def _train_stages(cfg, ticks=None, progress: bool = True) -> dict:
+def _train_stages(cfg, ticks=None, progress: bool = True) -> None:
     """Both training stages of the embedded captioner, on this process's share of each batch under a process
-    group (rank 0 saves, and reports each step and, at the end, its record to `ticks`). Returns the record:
+    group (rank 0 saves, and reports each step to `ticks`). The captioner is saved with its training record:
     loss curves, sizes and the seconds of each stage."""
     use_threads(cfg.threads)
     seconds, clock = {}, time.time()
@@ -316,15 +328,12 @@ def _train_stages(cfg, ticks=None, progress: bool = True) -> dict:
     lap("vision tower")
     snapshots = {k: snapshot_dir(cfg, k) for k in cfg.dose_snapshots}
     losses = train_captioner(processor, model, jittered_grid, captions, cfg.prompt, cfg.captioner_steps,
-                             Run(cfg).path("captioner"), batch_size=cfg.captioner_batch_size, lr=cfg.captioner_lr,
-                             seed=cfg.seed, progress=progress, snapshots=snapshots,
-                             freeze_vision=cfg.captioner_vision_steps > 0, after_step=tick)
+                             batch_size=cfg.captioner_batch_size, lr=cfg.captioner_lr, seed=cfg.seed, progress=progress,
+                             snapshots=snapshots, freeze_vision=cfg.captioner_vision_steps > 0, after_step=tick)
     lap("captioner")
-    record = {"losses": losses, "vision_losses": vision_losses, "n_pairs": len(rows), "image_size": size,
-              "parameters": sum(p.numel() for p in model.parameters()), "seconds": seconds}
-    if ticks is not None and rank == 0:
-        ticks.put(record)
-    return record
+    save_captioner(Run(cfg).path("captioner"), processor, model, {
+        "losses": losses, "vision_losses": vision_losses, "n_pairs": len(rows), "image_size": size,
+        "parameters": sum(p.numel() for p in model.parameters()), "processes": world, "seconds": seconds})
 
 
 def snapshot_dir(cfg, step: int) -> Path:

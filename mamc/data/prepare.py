@@ -13,15 +13,17 @@ from mamc.run import MissingArtifact, Run
 
 
 def load_rows(cfg: Config, split: str | None = None, with_vlm: bool = False) -> list[dict]:
-    """Manifest rows (one split or all), plus the VLM captions of train videos when asked."""
+    """Manifest rows (one split or all), plus the VLM captions of train videos when asked, in the manifest's order
+    of videos whatever the order they were captioned in (one job, several shards, or a resumed job)."""
     run = Run(cfg)
     rows = read_manifest(run.need("manifest"), split)
     if with_vlm:
         files = run.caption_files()
         if not files:
             run.need("captions")
-        for f in files:
-            rows += [r for r in read_manifest(f) if split is None or r["split"] == split]
+        vlm = [r for f in files for r in read_manifest(f) if split is None or r["split"] == split]
+        place = {vid: i for i, vid in enumerate(dict.fromkeys(r["video_id"] for r in rows))}
+        rows += sorted(vlm, key=lambda r: place.get(r["video_id"], len(place)))
     return rows
 
 

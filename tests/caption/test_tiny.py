@@ -1,5 +1,6 @@
 """The embedded captioner's training: what each stage learns, what it sees, and that sharing it among processes
 changes nothing it learns."""
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ from safetensors.torch import load_file
 
 from mamc.caption.grid import grid_array
 from mamc.caption.tiny import build_captioner, pixel_values, pretrain_vision, train_embedded_captioner
+from mamc.manifest import write_json
 
 
 def test_stage_one_teaches_the_vision_tower_the_attributes(smoke_cfg):
@@ -52,3 +54,20 @@ def test_two_processes_train_the_captioner_that_one_process_trains(smoke_cfg, tm
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5, msg=k)
     assert not list((tmp_path / "two").glob(".captioner*"))  # no leftover of an atomic save
     assert b["heldout_accuracy"].keys() == {"2", "4"}
+
+
+def test_a_captioner_killed_while_being_measured_is_measured_on_the_next_call(smoke_cfg, tmp_path):
+    """The captioner is saved with its training record in one rename; the held-out measurement follows. A kill
+    between the two leaves a captioner whose record lacks the accuracy: the next call measures it, and trains
+    nothing again."""
+    from mamc.caption.jobs import ensure_captioner
+
+    cfg = replace(smoke_cfg, run_dir=str(tmp_path), captioner_vision_steps=2, captioner_steps=2, dose_captioner_steps=(1,),
+                  grid_cell=8)
+    info = ensure_captioner(cfg, progress=False)
+    record = tmp_path / "captioner" / "training.json"
+    write_json(record, {k: v for k, v in info.items() if k not in ("heldout_accuracy", "n_heldout")})
+    again = ensure_captioner(cfg, progress=False)
+    assert again["heldout_accuracy"] == info["heldout_accuracy"] and again["losses"] == info["losses"]
+    assert json.loads(record.read_text())["heldout_accuracy"] == info["heldout_accuracy"]
+    assert ensure_captioner(cfg, progress=False) is None

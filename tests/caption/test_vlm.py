@@ -238,3 +238,38 @@ def test_long_captions_are_resampled_and_recorded(smoke_cfg, tiny_checkpoint, mo
     failure = output_path(cfg, 0, 1).with_name("caption_failures.jsonl").read_text()
     assert "no caption within 3 tokens in 6 samples" in failure
     assert len(seeds) == 1 + 1 + 5 and len({s for batch in seeds for s in batch}) == 3 + 1 + 5
+
+
+def test_every_captioner_on_parallel_shards_writes_what_one_process_writes(smoke_cfg, tiny_checkpoint, tmp_path):
+    """The caption job of notebook 02 (the captioner and its dose-response snapshots, on `parallel_runs`
+    processes, each with a shard of the videos) gives every video the caption one process gives it, and the
+    training data reads them in the same order. It resumes in its own sharding, and a job in another sharding is
+    refused rather than captioning every video twice."""
+    from mamc.caption.jobs import caption_all
+    from mamc.data.prepare import load_rows
+    from mamc.run import Run
+
+    def run(name: str, parallel: int):
+        (tmp_path / name).mkdir()
+        cfg = private_run(smoke_cfg, tmp_path / name, parallel_runs=parallel, grid_cell=8, max_new_tokens=4,
+                          gen_temperature=1.0, captioner_steps=4, dose_captioner_steps=(2,))
+        for k in (0, 2):
+            folder = Run(replace(cfg, captioner_snapshot=k)).path("captioner")
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            folder.symlink_to(tiny_checkpoint)
+        totals = caption_all(cfg, progress=False)
+        rows = [(k, r["video_id"], r["caption"]) for k in (0, 2)
+                for r in load_rows(replace(cfg, captioner_snapshot=k), "train", with_vlm=True) if r.get("source") == "vlm"]
+        return cfg, totals, rows
+
+    _, _, one = run("one", 1)
+    cfg, totals, two = run("two", 2)
+    videos = len({r["video_id"] for r in load_rows(cfg, "train")})
+    assert two == one
+    assert all(t["videos"] == videos and t["captioned"] + t["failed"] == videos and t["already_done"] == 0 for t in totals.values())
+    assert len(two) == totals[0]["captioned"] + totals[2]["captioned"] > videos  # (an untrained model's empty captions fail)
+    assert [f.name for f in Run(cfg).caption_files()] == ["captions.shard000of002.jsonl", "captions.shard001of002.jsonl"]
+    again = caption_all(replace(cfg, max_new_tokens=1), progress=False)  # only the failed videos are tried again
+    assert again[0]["already_done"] == totals[0]["captioned"] and again[0]["captioned"] + again[0]["failed"] == totals[0]["failed"]
+    with pytest.raises(ValueError, match="resume with num_shards=2"):
+        caption_videos(cfg, progress=False)
