@@ -36,7 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     from mamc.config import coerce, load_config, parse_overrides
     from mamc.evaluate import mean_ci
-    from mamc.experiments import _in_parallel, evaluate_test
+    from mamc.experiments import evaluate_test
+    from mamc.pool import in_parallel
     from mamc.runs import METHODS
 
     source = Path(args.run).resolve()
@@ -54,7 +55,7 @@ def main() -> None:
             variants[label] = (method, replace(cfg, **{k: coerce(k, v) for k, v in params.items()}))
         jobs = [(run_cfg, method, seed, f"{i}_s{seed}") for i, (method, run_cfg) in enumerate(variants.values())
                 for seed in seeds]
-        summaries = _in_parallel(cfg, _job, sorted(jobs, key=lambda j: not METHODS[j[1]].meta), "train", progress=False)
+        summaries = in_parallel(cfg, _job, sorted(jobs, key=lambda j: not METHODS[j[1]].meta), "train", progress=False)
         by_name = {s["name"]: s for s in summaries}
         print(f"{cfg.profile} profile, seeds {seeds}, {cfg.parallel_runs} runs side by side, patience {cfg.patience}")
         print(f"{'variant':28s} {'t2v R@1':>8s} {'95% interval':>16s} {'val rsum':>9s} {'steps':>6s} {'s/step':>8s} "

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from mamc.config import Config
 from mamc.lock import run_lock, shared_with_children
-from mamc.run import quiet_worker
+from mamc.run import quiet_worker, use_threads
 
 
 @contextmanager
@@ -25,8 +25,16 @@ def worker_pool(cfg: Config, desc: str, workers: int | None = None) -> Iterator[
         yield None
         return
     with run_lock(cfg.run_path, f"mamc {desc}") as lock, shared_with_children(lock):
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_worker) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                 initargs=(cfg.threads,)) as pool:
             yield pool
+
+
+def _start_worker(threads: int) -> None:
+    """Every job in a worker runs with the configured torch thread count (without it, each worker would start as
+    many threads as the machine has cores, and two workers on two cores slow each other down many times over)."""
+    quiet_worker()
+    use_threads(threads)
 
 
 def in_parallel(cfg: Config, fn: Callable[[tuple], Any], jobs: list[tuple], desc: str, progress: bool,

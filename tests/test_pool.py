@@ -20,3 +20,16 @@ def test_jobs_that_wait_for_others_join_the_same_pool_once_those_have_finished(s
     for parallel in (1, 2):
         cfg = replace(smoke_cfg, parallel_runs=parallel)
         assert in_parallel(cfg, _mark, [(tmp_path, n) for n in range(4)], "x", False, then=({0, 2}, more)) == [0, 1, 2, 3, 9]
+
+
+def _threads(_job):
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_every_job_in_a_worker_runs_with_the_configured_thread_count(smoke_cfg):
+    """A worker left at torch's default would start one thread per core: two workers on two cores then fight
+    over them (caption jobs ran three times slower), and results could depend on the thread count."""
+    cfg = replace(smoke_cfg, parallel_runs=2, threads=1)
+    assert in_parallel(cfg, _threads, [(), ()], "x", False) == [1, 1]
