@@ -247,20 +247,23 @@ def caption_quality(cfg: Config) -> dict | None:
     return result
 
 
-def caption_all(cfg: Config, model: str | None = None, progress: bool = True) -> dict[int, dict]:
+def caption_all(cfg: Config, model: str | None = None, progress: bool = True,
+                captioner: Captioner | None = None) -> dict[int, dict]:
     """The training videos captioned by the captioner and by each snapshot of the dose-response
     (`Config.dose_snapshots`) on `cfg.parallel_runs` processes: each takes a shard of the videos and captions it
     with every captioner, so a video's grid is made once per process. Captions do not depend on the sharding (one
     seed per video), nor does the training data (`load_rows` reads captions in the manifest's order). A job
-    resumes in the sharding it started with; captioners with nothing left to caption start no process. Returns
-    each captioner's counts (key 0: the captioner itself)."""
+    resumes in the sharding it started with; captioners with nothing left to caption start no process. A loaded
+    `captioner` (the one of key 0) is used when the job runs in this process, so a large model is not loaded
+    twice. Returns each captioner's counts (key 0: the captioner itself)."""
     videos = {r["video_id"] for r in load_rows(cfg, "train")}
     steps = [replace(cfg, captioner_snapshot=k) for k in (0, *cfg.dose_snapshots)]
     done = {c.captioner_snapshot: set().union(*map(finished_ids, Run(c).caption_files())) & videos for c in steps}
     shards = {c.captioner_snapshot: shards_written(c) or cfg.parallel_runs for c in steps
               if done[c.captioner_snapshot] != videos}
-    inline = progress and cfg.parallel_runs <= 1
-    jobs = [(cfg, model, {k: n for k, n in shards.items() if s < n}, s, inline) for s in range(max(shards.values(), default=0))]
+    here = cfg.parallel_runs <= 1
+    jobs = [(cfg, model, captioner if here else None, {k: n for k, n in shards.items() if s < n}, s, progress and here)
+            for s in range(max(shards.values(), default=0))]
     totals = {k: {"videos": len(videos), "already_done": len(done[k]), "captioned": 0, "failed": 0} for k in done}
     for result in in_parallel(cfg, _caption_shard, jobs, "caption shards", progress):
         for k, stats in result.items():
@@ -270,9 +273,10 @@ def caption_all(cfg: Config, model: str | None = None, progress: bool = True) ->
 
 
 def _caption_shard(job: tuple) -> dict[int, dict]:
-    cfg, model, shards, shard, progress = job
+    cfg, model, captioner, shards, shard, progress = job
     return {k: caption_videos(replace(cfg, captioner_snapshot=k), model=model if k == 0 else None, shard=shard,
-                              num_shards=n, progress=progress) for k, n in shards.items()}
+                              num_shards=n, progress=progress, captioner=captioner if k == 0 else None)
+            for k, n in shards.items()}
 
 
 def caption_with_snapshots(cfg: Config, progress: bool = True) -> dict[int, dict | None]:

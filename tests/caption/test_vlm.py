@@ -1,6 +1,7 @@
 """The captioner loads through the Auto classes from a `save_pretrained` folder and generates in batches;
 caption jobs are resumable, never duplicate, and record failures."""
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,11 +241,13 @@ def test_long_captions_are_resampled_and_recorded(smoke_cfg, tiny_checkpoint, mo
     assert len(seeds) == 1 + 1 + 5 and len({s for batch in seeds for s in batch}) == 3 + 1 + 5
 
 
-def test_every_captioner_on_parallel_shards_writes_what_one_process_writes(smoke_cfg, tiny_checkpoint, tmp_path):
+def test_every_captioner_on_parallel_shards_writes_what_one_process_writes(smoke_cfg, tiny_checkpoint, tmp_path,
+                                                                          monkeypatch):
     """The caption job of notebook 02 (the captioner and its dose-response snapshots, on `parallel_runs`
     processes, each with a shard of the videos) gives every video the caption one process gives it, and the
     training data reads them in the same order. It resumes in its own sharding, and a job in another sharding is
-    refused rather than captioning every video twice."""
+    refused rather than captioning every video twice. In one process it uses the notebook's loaded captioner
+    (a 7B model is not loaded twice)."""
     from mamc.caption.jobs import caption_all
     from mamc.data.prepare import load_rows
     from mamc.run import Run
@@ -257,12 +260,15 @@ def test_every_captioner_on_parallel_shards_writes_what_one_process_writes(smoke
             folder = Run(replace(cfg, captioner_snapshot=k)).path("captioner")
             folder.parent.mkdir(parents=True, exist_ok=True)
             folder.symlink_to(tiny_checkpoint)
-        totals = caption_all(cfg, progress=False)
+        totals = caption_all(cfg, progress=False, captioner=load_captioner(str(tiny_checkpoint)))
         rows = [(k, r["video_id"], r["caption"]) for k in (0, 2)
                 for r in load_rows(replace(cfg, captioner_snapshot=k), "train", with_vlm=True) if r.get("source") == "vlm"]
         return cfg, totals, rows
 
+    loaded = []
+    monkeypatch.setattr(jobs, "load_captioner", lambda name, *a, **k: loaded.append(name) or load_captioner(name, *a, **k))
     _, _, one = run("one", 1)
+    assert [Path(name).name for name in loaded] == ["captioner_step2"]  # the snapshot; the captioner was given
     cfg, totals, two = run("two", 2)
     videos = len({r["video_id"] for r in load_rows(cfg, "train")})
     assert two == one
