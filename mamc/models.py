@@ -222,10 +222,12 @@ def text_feature_cache(backbone: TextBackbone, texts: list[str], cache_dir: str 
     """Frozen-backbone features of every distinct text, from one safetensors store per backbone (its texts in the
     file's metadata): reruns, other methods, other caption sets and QA encode only the texts it lacks. The store is
     rewritten atomically; two processes adding to it at once lose nothing but the work of the one written first."""
-    missing = missing_texts(backbone.model_id, texts, cache_dir)
-    if missing:
-        add_text_features(backbone.model_id, cache_dir, dict(zip(missing, backbone.encode(missing, device=device))))
     known = _read_store(_store(backbone.model_id, cache_dir))
+    missing = sorted(set(texts) - set(known))
+    if missing:
+        new = dict(zip(missing, backbone.encode(missing, device=device)))
+        add_text_features(backbone.model_id, cache_dir, new)
+        known.update(new)
     return {t: known[t] for t in set(texts)}
 
 
