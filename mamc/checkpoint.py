@@ -1,8 +1,9 @@
 """Checkpoints: tensors in safetensors, everything else in JSON, committed atomically.
 
 A checkpoint holds the model (minus a frozen text backbone, which is reloaded from its source), the optimiser,
-scheduler, weighting MLP and its optimiser, and the torch RNG state. The data position is the step itself
-(see mamc.data.loaders), so restoring these is enough for a bit-identical resume.
+scheduler, weighting MLP and its optimiser, and the torch RNG states (the CPU's, and the current GPU's on CUDA).
+The data position is the step itself (see mamc.data.loaders), so restoring these is enough for a bit-identical
+resume.
 
 Commit protocol: the tensors go to a file named after the step (`state_000040.safetensors`, written to a
 temporary name, flushed, renamed); then `last.json` — step, tensors file name, its SHA-256, the JSON state and
@@ -114,6 +115,8 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, opt, sch
     tensors.update(opt_t)
     tensors.update(wopt_t)
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()  # the current GPU's (ranks are seeded alike and draw alike)
     name = f"state_{step:06d}.safetensors"
     _write_tensors(directory / name, tensors)
     _commit(directory, {"step": step, "tensors": name, "sha256": _sha256(directory / name), "opt": opt_meta,
@@ -152,4 +155,6 @@ def load_checkpoint(directory: str | Path, model: nn.Module, opt, sched, weight_
     _restore_optimizer("wopt", weight_opt, tensors, meta["wopt"])
     sched.load_state_dict(meta["sched"])
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     return meta

@@ -79,12 +79,14 @@ def cmd_caption(args) -> int:
     ensure_captioner(cfg, args.model)
     stats = caption_videos(cfg, model=args.model, shard=args.shard, num_shards=args.num_shards, limit=args.limit)
     print(json.dumps(stats, indent=2))
-    if cfg.dataset == "embedded" and args.num_shards == 1 and not args.limit:
-        print(json.dumps({"caption accuracy (%)": caption_quality(cfg)["generated"]}))
+    quality = caption_quality(cfg) if args.num_shards == 1 and not args.limit else None
+    if quality is not None:  # None: the dataset has no ground truth to score captions against
+        print(json.dumps({"caption accuracy (%)": quality["generated"]}))
     return 0
 
 
 def cmd_train(args) -> int:
+    from mamc.distributed import rank
     from mamc.experiments import run_experiments
     from mamc.run import Run
     from mamc.runs import ablation_name, knobs_of
@@ -93,17 +95,16 @@ def cmd_train(args) -> int:
     cfg = _run_config(args)
     if args.method == "ablation":
         run_experiments(cfg)
-    elif not knobs_of(args.method):
-        from mamc.distributed import rank
-
+        return 0
+    if not knobs_of(args.method):
         summary = train(cfg, args.method, args.seed)
-        if rank() == 0:
-            print(json.dumps(summary, indent=2))
     else:
         # A method with a tuned knob: its tuning runs on validation first, then this seed at the chosen value.
         seed = cfg.seed if args.seed is None else args.seed
         run_experiments(cfg, methods=[args.method], seeds=[seed], sweep=False)
-        print(json.dumps(Run(cfg).read("summary", ablation_name(cfg, args.method, seed)), indent=2))
+        summary = Run(cfg).read("summary", ablation_name(cfg, args.method, seed))
+    if rank() == 0:  # under torchrun, once
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -187,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("caption", help="caption the training videos with a VLM (resumable)")
     _common(p)
     p.add_argument("--model", help="hub id or local path of a LLaVA-family checkpoint (default: the run's captioner)")
-    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--shard", type=int, default=0,
+                   help="this job's shard of the videos; shards of one run folder run side by side (one per GPU)")
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--limit", type=int, help="caption at most this many videos")
     p.set_defaults(func=cmd_caption)
@@ -226,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "run", None) and getattr(args, "lock", True):
-            with run_lock(Path(args.run), f"mamc {args.command}"):
+            # Caption shards share the folder (each holds its own shard); every other command holds it alone.
+            part = f"caption-shard-{args.shard}-of-{args.num_shards}" if getattr(args, "num_shards", 1) > 1 else None
+            with run_lock(Path(args.run), f"mamc {args.command}", part):
                 return args.func(args)
         return args.func(args)
     except (ValueError, KeyError, OSError, RuntimeError) as err:

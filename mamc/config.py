@@ -22,6 +22,10 @@ class Config:
     run_dir: str = "runs/default"
     seed: int = 0
     device: str = "auto"
+    # Mixed precision of training: "auto" is bfloat16 autocast on CUDA and float32 elsewhere; "bfloat16" asks for it
+    # on any device (the CPU runs the same code path as CUDA's, slower); "off" is float32. The loss is float32 under
+    # any of them (mamc.losses).
+    autocast: str = "auto"
     # torch CPU threads (0: torch's default). A fixed count keeps results bit-identical whatever the machine load;
     # one thread is also the fastest on a busy 2-core machine.
     threads: int = 1
@@ -194,7 +198,8 @@ _AT_LEAST = dict(
 )
 _AT_MOST = dict(n_topics=EMBEDDED_TOPICS, noise_rate=1.0, margin=math.pi)
 _POSITIVE = ("temperature", "lr", "meta_lr", "grad_clip", "captioner_lr")
-_CHOICES = dict(meta_params=("all", "head"), caption_input=("grid", "frames"), caption_recipe=tuple(CAPTION_RECIPES),
+_CHOICES = dict(autocast=("auto", "bfloat16", "off"), meta_params=("all", "head"),
+                caption_input=("grid", "frames"), caption_recipe=tuple(CAPTION_RECIPES),
                 dtype=("auto", "float32", "bfloat16", "float16"), lr_schedule=("constant", "cosine"))
 _TYPE_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
 

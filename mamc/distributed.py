@@ -4,6 +4,10 @@ with one process every helper is the identity.
 Under DDP each rank holds a contiguous slice of the global batch. Features are gathered with the autograd-aware
 `torch.distributed.nn.functional.all_gather`, whose backward sums every rank's gradient into the local
 features; averaging parameter gradients over ranks then gives exactly the gradient of the global-batch loss.
+
+Every tensor handed to a collective must live on the process's device (`device()`: `cuda:LOCAL_RANK` under NCCL,
+the CPU under gloo). NCCL refuses anything else at run time, gloo does not; so every helper here checks it
+(`DeviceMismatch`), and a gloo run on a CPU machine catches what would fail on GPUs.
 """
 from __future__ import annotations
 
@@ -21,6 +25,12 @@ from torch import Tensor
 
 from mamc.run import quiet_worker
 
+_DEVICE = torch.device("cpu")
+
+
+class DeviceMismatch(RuntimeError):
+    """A collective was given a tensor on another device than the process's (NCCL would refuse it)."""
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -34,10 +44,42 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def init_from_env(device: torch.device) -> None:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_distributed():
+def launched() -> bool:
+    """Whether this process is one of several started by torchrun (or any launcher that sets WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def device() -> torch.device:
+    """The device that this process computes on and hands to collectives (set by `init_from_env`)."""
+    return _DEVICE
+
+
+def init_from_env(device: torch.device) -> torch.device:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU. Returns the
+    process's device: on CUDA without an index, `cuda:LOCAL_RANK` (made current, so that NCCL and every
+    `.cuda()` use it; without this every rank would compute on GPU 0)."""
+    global _DEVICE
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    _DEVICE = device
+    if launched() and not is_distributed():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def _on_device(*tensors: Tensor) -> None:
+    for t in tensors:
+        if t.device != _DEVICE:
+            raise DeviceMismatch(f"a collective was given a tensor on {t.device} in a process that computes on "
+                                 f"{_DEVICE}: NCCL refuses it; create or move it to mamc.distributed.device()")
+
+
+def barrier() -> None:
+    """Wait for every rank, e.g. before one rank reads what another has written."""
+    if is_distributed():
+        dist.barrier(device_ids=[_DEVICE.index]) if _DEVICE.type == "cuda" else dist.barrier()
 
 
 def gather(x: Tensor) -> Tensor:
@@ -46,25 +88,40 @@ def gather(x: Tensor) -> Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
+    _on_device(x)
     return torch.cat(all_gather(x.contiguous()), 0)
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """x summed over ranks, in the autograd graph. Every rank's sum depends on every rank's x, so the gradient of
+    each x is the sum over ranks of the sums' gradients: the same operation, applied through autograd so that it
+    can be differentiated again (the meta step's virtual gradient is). torch's own differentiable all-reduce
+    (`torch.distributed.nn.functional.all_reduce`) is deprecated for a private module."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        _on_device(x)
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return _SumOverRanks.apply(grad)
 
 
 def mean(x: Tensor) -> Tensor:
     """Differentiable mean over the global batch (local slices of equal size)."""
     if not is_distributed():
         return x.mean()
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(x.sum()) / (x.numel() * world_size())
+    return _SumOverRanks.apply(x.sum()) / (x.numel() * world_size())
 
 
 def average_differentiable(tensors: list[Tensor]) -> list[Tensor]:
     """All-reduce average that stays in the autograd graph (for the virtual step of the meta update)."""
     if not is_distributed():
         return tensors
-    from torch.distributed.nn.functional import all_reduce
-
-    return [all_reduce(t) / world_size() for t in tensors]
+    return [_SumOverRanks.apply(t) / world_size() for t in tensors]
 
 
 def average_grads(params: Iterable[Tensor]) -> None:
@@ -74,6 +131,7 @@ def average_grads(params: Iterable[Tensor]) -> None:
         return
     grads = [p.grad for p in params if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
+    _on_device(flat)
     dist.all_reduce(flat)
     flat /= world_size()
     for g, part in zip(grads, flat.split([g.numel() for g in grads])):
@@ -85,6 +143,7 @@ def sum_over_ranks(x: Tensor) -> Tensor:
     if not is_distributed():
         return x
     out = x.detach().clone()
+    _on_device(out)
     dist.all_reduce(out)
     return out
 
@@ -102,6 +161,7 @@ def broadcast_params(module: torch.nn.Module) -> None:
     """Start every rank from rank 0's weights."""
     if is_distributed():
         for t in list(module.parameters()) + list(module.buffers()):
+            _on_device(t)
             dist.broadcast(t.data, 0)
 
 
@@ -109,7 +169,7 @@ def from_rank0(flag: bool) -> bool:
     """Rank 0's decision (e.g. validation says stop), the same on every rank."""
     if not is_distributed():
         return flag
-    t = torch.tensor([int(flag)])
+    t = torch.tensor([int(flag)], device=_DEVICE)
     dist.broadcast(t, 0)
     return bool(t.item())
 

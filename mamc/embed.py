@@ -48,7 +48,7 @@ def embed_rows(model: DualEncoder, rows: list[dict], cache: Path, cfg: Config, f
     model.eval()
     vs, ts = [], []
     for s in range(0, len(videos), batch_size):
-        frames = normalize_frames(load_frames(videos[s : s + batch_size], cache, cfg.frames)).to(device)
+        frames = normalize_frames(load_frames(videos[s : s + batch_size], cache, cfg.frames).to(device))  # copied as uint8
         vs.append(torch.nn.functional.normalize(model.encode_video(frames).float(), dim=-1).cpu())
     for s in range(0, len(rows), batch_size):
         text = text_input(model, [r["caption"] for r in rows[s : s + batch_size]], feats, device)

@@ -4,6 +4,10 @@ The subtractive angular margin of MAMA replaces the positive logit cos θ/τ by 
 pulled towards angle m rather than to perfect similarity. We evaluate cos(θ ∓ m) with the angle-sum identity
 cos θ cos m ± sin θ sin m, which is exactly cos(acos(c) ∓ m) for the clamped cosine c but keeps gradients
 finite at θ = 0 and θ = π (where d acos/dc is infinite), and makes m = 0 reduce to InfoNCE bit for bit.
+
+The losses are computed in float32 whatever autocast surrounds them: under bfloat16 a logit near 1/τ = 100 (the
+paper's τ = 0.01) is stored with a spacing of 0.5, coarser than the margin's whole effect (≈ m·sin θ/τ, one logit
+at m = 0.01), so a bfloat16 similarity would quietly erase the margin.
 """
 from __future__ import annotations
 
@@ -53,22 +57,23 @@ def _margin_nce(
     """Per-sample mean of the v→t and t→v cross-entropies, with the positive logit transformed.
 
     `video_all`/`text_all` are the candidates (the batch gathered across ranks under DDP); local row i is
-    candidate `offset + i`.
+    candidate `offset + i`. Autocast is switched off here (see the module docstring).
     """
-    v = F.normalize(_upcast(video), dim=-1)
-    t = F.normalize(_upcast(text), dim=-1)
-    v_all = v if video_all is None else F.normalize(_upcast(video_all), dim=-1)
-    t_all = t if text_all is None else F.normalize(_upcast(text_all), dim=-1)
-    n = v.shape[0]
-    idx = torch.arange(n, device=v.device)
-    target = idx + offset
-    pos = positive(torch.clamp((v * t).sum(-1), -1.0, 1.0))
-    losses = []
-    for query, cands in ((v, t_all), (t, v_all)):
-        cos = torch.clamp(query @ cands.T, -1.0, 1.0)
-        logits = cos.index_put((idx, target), pos) / temperature
-        losses.append(F.cross_entropy(logits, target, reduction="none"))
-    return 0.5 * (losses[0] + losses[1])
+    with torch.autocast(video.device.type, enabled=False):
+        v = F.normalize(_upcast(video), dim=-1)
+        t = F.normalize(_upcast(text), dim=-1)
+        v_all = v if video_all is None else F.normalize(_upcast(video_all), dim=-1)
+        t_all = t if text_all is None else F.normalize(_upcast(text_all), dim=-1)
+        n = v.shape[0]
+        idx = torch.arange(n, device=v.device)
+        target = idx + offset
+        pos = positive(torch.clamp((v * t).sum(-1), -1.0, 1.0))
+        losses = []
+        for query, cands in ((v, t_all), (t, v_all)):
+            cos = torch.clamp(query @ cands.T, -1.0, 1.0)
+            logits = cos.index_put((idx, target), pos) / temperature
+            losses.append(F.cross_entropy(logits, target, reduction="none"))
+        return 0.5 * (losses[0] + losses[1])
 
 
 def angular_margin_nce(

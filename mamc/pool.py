@@ -11,6 +11,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mamc.config import Config
+from mamc.distributed import launched
 from mamc.lock import run_lock, shared_with_children
 from mamc.run import quiet_worker, use_threads
 
@@ -19,9 +20,10 @@ from mamc.run import quiet_worker, use_threads
 def worker_pool(cfg: Config, desc: str, workers: int | None = None) -> Iterator[ProcessPoolExecutor | None]:
     """`workers` (default `cfg.parallel_runs`) spawned worker processes, each starting clean with the run
     folder's lock shared, for one or more `in_parallel` calls: what a worker imported or loaded for one job stays
-    warm for the next. None when the jobs run in this process."""
+    warm for the next. None when the jobs run in this process: one worker, or a process of a torchrun launch (its
+    ranks take every job together, one after the other, each with its share of every batch)."""
     workers = cfg.parallel_runs if workers is None else workers
-    if cfg.parallel_runs <= 1 or workers <= 1:
+    if cfg.parallel_runs <= 1 or workers <= 1 or launched():
         yield None
         return
     with run_lock(cfg.run_path, f"mamc {desc}") as lock, shared_with_children(lock):

@@ -90,7 +90,7 @@ def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progre
     for step in tqdm(range(cfg.qa_steps), desc=f"qa {name}", disable=not progress):
         picked = global_batch_indices(len(train_rows), b, step, seed + 7)
         part = [train_rows[i] for i in picked]
-        frames = normalize_frames(load_frames(part, cache, cfg.frames, "random", (seed, 7, step))).to(device)
+        frames = normalize_frames(load_frames(part, cache, cfg.frames, "random", (seed, 7, step)).to(device))
         v = model.encode_video(frames)
         q = model.encode_text(text_input(model, [r["question"] for r in part], feats, device))
         answers = torch.tensor([index[r["answer"]] for r in part], device=device)
@@ -115,7 +115,7 @@ def train_and_evaluate_qa(cfg: Config, name: str, method: str, seed: int, progre
         logits = []
         for s in range(0, len(test_rows), 256):
             part = test_rows[s : s + 256]
-            v = model.encode_video(normalize_frames(load_frames(part, cache, cfg.frames)).to(device))
+            v = model.encode_video(normalize_frames(load_frames(part, cache, cfg.frames).to(device)))
             q = model.encode_text(text_input(model, [r["question"] for r in part], feats, device))
             logits.append(head(v, q).cpu())
         logits = torch.cat(logits)

@@ -136,6 +136,18 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
+def deterministic(device: torch.device) -> None:
+    """Ask CUDA for its deterministic kernels (cuDNN without autotuning, cuBLAS with a fixed workspace, torch's
+    deterministic algorithms, warning where an operation has none), so that a resumed run repeats an uninterrupted
+    one on the same GPU. CPU kernels are deterministic at a fixed thread count (`use_threads`)."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts its first handle
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def use_threads(n: int) -> None:
     """Fix torch's CPU thread count (0 leaves torch's default): results then do not depend on machine load."""
     if n and torch.get_num_threads() != n:

@@ -37,7 +37,7 @@ from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
 from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
 from mamc.models import DualEncoder, build_model, normalize_frames
-from mamc.run import Run, resolve_device, use_threads
+from mamc.run import Run, deterministic, resolve_device, use_threads
 from mamc.runs import METHODS, run_name
 
 
@@ -84,6 +84,23 @@ def lr_lambda(cfg: Config):
     return f
 
 
+def autocast(device: torch.device, mode: str):
+    """The training forward's precision context (`Config.autocast`): bfloat16 autocast on CUDA by default, on any
+    device when asked (the CPU then runs CUDA's code path), else float32. The losses stay float32 within it."""
+    enabled = mode == "bfloat16" or (mode == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def meta_batch_size(cfg: Config, n_meta: int, world: int) -> int:
+    """The global meta batch: `cfg.meta_batch_size`, or the whole meta split when it is smaller, rounded down to
+    a multiple of the ranks so that every rank's slice has the same size (one process: unchanged)."""
+    size = min(cfg.meta_batch_size, n_meta) // world * world
+    if size == 0:
+        raise ValueError(f"the meta split has {n_meta} usable row(s), fewer than the {world} ranks: every rank needs "
+                         "at least one meta sample (a larger --meta-per-concept, or fewer processes)")
+    return size
+
+
 def validate(model, data: TrainingData, cfg: Config, device) -> dict[str, float]:
     v, t, owner = embed_rows(model, data.val, data.cache, cfg, data.text_features, device)
     res = video_text_retrieval(t @ v.T, owner)
@@ -125,9 +142,9 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         done_before = run.read("summary", name)
         if done_before.get("completed") and (record["step"] >= cfg.steps or record["extra"].get("plateau")):
             return done_before
-    device = resolve_device(cfg.device)
+    device = dist.init_from_env(resolve_device(cfg.device))
+    deterministic(device)
     use_threads(cfg.threads)
-    dist.init_from_env(device)
     rank, world = dist.rank(), dist.world_size()
     if cfg.batch_size % world or cfg.meta_batch_size % world:
         raise ValueError(f"batch sizes ({cfg.batch_size}, {cfg.meta_batch_size}) must divide by world size {world}")
@@ -159,8 +176,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
             write_scalars_csv(logs)
     writer = SummaryWriter(str(logs / "tb"), purge_step=start or None) if rank == 0 else None
     virtual_params = select_params(model, cfg.meta_params)
-    b_local, mb_local = cfg.batch_size // world, cfg.meta_batch_size // world
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    mb_global = meta_batch_size(cfg, len(data.meta), world) if spec.meta else cfg.meta_batch_size
+    b_local, mb_local = cfg.batch_size // world, mb_global // world
 
     def inputs(rows: list[dict], loaded: tuple[list[int], torch.Tensor]):
         part = [rows[i] for i in loaded[0]]
@@ -169,15 +186,16 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
 
     def losses_of(m, params, frames, text, local: int):
         """Per-sample losses ℓᵢ of this rank's samples; negatives come from the whole global batch."""
-        v, t = call_with(m, params, frames, text)
-        return contrastive_loss(spec.loss, v, t, cfg.margin, m.temperature(), video_all=dist.gather(v),
-                                text_all=dist.gather(t), offset=rank * local)
+        with autocast(device, cfg.autocast):
+            v, t = call_with(m, params, frames, text)
+            return contrastive_loss(spec.loss, v, t, cfg.margin, m.temperature(), video_all=dist.gather(v),
+                                    text_all=dist.gather(t), offset=rank * local)
 
     sample_log, scalar_log = [], []
     t0, steps_done, done = time.time(), 0, start
     train_batches = step_loader(StepBatches(data.train, data.cache, cfg.frames, cfg.batch_size, b_local, rank, seed, 0),
                                 start, start if plateau else cfg.steps, cfg.num_workers)
-    meta_batches = StepBatches(data.meta, data.cache, cfg.frames, cfg.meta_batch_size, mb_local, rank, seed, 1)
+    meta_batches = StepBatches(data.meta, data.cache, cfg.frames, mb_global, mb_local, rank, seed, 1)
     batches = iter(train_batches)
     bar = tqdm(enumerate(batches, start), desc=name, disable=not progress or rank != 0, initial=start, total=cfg.steps)
     try:
@@ -186,7 +204,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
             scalars = {"step": step}
             meta_now = spec.meta and step % cfg.meta_interval == 0
             # One forward of the training batch serves the virtual step (differentiated twice) and the real step.
-            with autocast, meta_kernels() if meta_now else nullcontext():
+            with meta_kernels() if meta_now else nullcontext():
                 losses = losses_of(model, None, frames, text, b_local)
             if meta_now:
                 # Steps 1-3: virtual step on the training losses, meta loss on a meta batch, MLP update.
@@ -267,4 +285,5 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                **({"meta_lr": cfg.meta_lr, "meta_interval": cfg.meta_interval} if spec.meta else {})}
     if rank == 0:
         write_json(run.path("summary", name), summary)
+    dist.barrier()  # every rank returns once the summary is there (tuning reads the summaries next)
     return summary

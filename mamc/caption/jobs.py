@@ -33,7 +33,7 @@ from mamc.config import Config
 from mamc.data.prepare import load_rows
 from mamc.data.synthetic import ATTRIBUTES, parse_attributes
 from mamc.data.video import VideoError, keyframes, probe, read_frames, sample_indices
-from mamc.lock import locked
+from mamc.lock import locked, part_lock
 from mamc.manifest import append_jsonl, iter_jsonl, update_failures, write_json
 from mamc.pool import in_parallel
 from mamc.run import Run, resolve_device
@@ -119,11 +119,12 @@ def ensure_captioner(cfg: Config, model: str | None = None, retrain: bool = Fals
     from mamc.caption.tiny import measure_captioner, train_embedded_captioner
 
     final = Run(cfg).path("captioner")
-    if (final / "config.json").exists() and not retrain:
-        record = final / "training.json"
-        measured = record.exists() and "heldout_accuracy" in json.loads(record.read_text())
-        return None if measured else measure_captioner(cfg)  # a kill while measuring: measure now
-    return train_embedded_captioner(cfg, progress)
+    with part_lock(cfg.run_path, "captioner"):  # caption shards started together: one trains, the others wait
+        if (final / "config.json").exists() and not retrain:
+            record = final / "training.json"
+            measured = record.exists() and "heldout_accuracy" in json.loads(record.read_text())
+            return None if measured else measure_captioner(cfg)  # a kill while measuring: measure now
+        return train_embedded_captioner(cfg, progress)
 
 
 def within_length(cap: Captioner, cfg: Config, generate, inputs: list, rows: list[dict],

@@ -152,7 +152,7 @@ def fit(params: list[torch.nn.Parameter],
         batch = rng.choice(n, size=min(batch_size, n), replace=False)
         mine = np.array_split(np.arange(len(batch)), world)[dist.rank()]
         total, count = batch_loss(batch[mine], [np.random.default_rng([seed, step, int(k)]) for k in mine])
-        summed = dist.sum_over_ranks(torch.stack([total.detach(), torch.tensor(float(count))]))
+        summed = dist.sum_over_ranks(torch.stack([total.detach(), torch.tensor(float(count), device=total.device)]))
         opt.zero_grad(set_to_none=True)
         (total * world / summed[1]).backward()
         dist.average_grads(params)
