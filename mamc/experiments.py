@@ -13,9 +13,8 @@ from mamc.data.loaders import StepBatches, usable_rows
 from mamc.data.prepare import ensure_frames, load_rows
 from mamc.embed import embed_rows, frozen_text_features, text_input
 from mamc.evaluate import gt_ranks, video_text_retrieval
-from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
-from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
+from mamc.meta import WeightNet, meta_kernels, meta_step, sample_weights, select_params
 from mamc.models import add_text_features, frozen_text_backbone, missing_texts, normalize_frames, resolve_text_model
 from mamc.pool import in_parallel, worker_pool
 from mamc.qa import train_and_evaluate_qa
@@ -35,7 +34,7 @@ from mamc.runs import (
     topic_groups,
     tuning_runs,
 )
-from mamc.train import prepare, train
+from mamc.train import batch_losses, prepare, train
 
 
 def _train_job(job: tuple) -> dict:
@@ -190,8 +189,7 @@ def meta_step_by_hand(cfg: Config, run: str, batch_size: int = 64, steps: int = 
     (part, frames, text), (_, mframes, mtext) = batch(data.train, 0), batch(data.meta, 1)
 
     def losses_of(m, params, f, t):
-        v, e = call_with(m, params, f, t)
-        return contrastive_loss("infonce", v, e, cfg.margin, m.temperature())
+        return batch_losses(m, params, f, t, "infonce", cfg, device)
 
     with meta_kernels():
         losses = losses_of(model, None, frames, text)

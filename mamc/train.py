@@ -1,6 +1,7 @@
-"""The trainer: one function, `train`, from a laptop CPU to torchrun on several GPUs.
+"""The trainer: `training_step`, one step of any method, and `train`, the loop around it (validation, the plateau
+rule, logs and checkpoints), from a laptop CPU to torchrun on several GPUs.
 
-Each step is the four steps of notebook 03 (methods without meta weighting take only the last):
+A step is the four steps of notebook 03 (methods without meta weighting take only the last):
 
 1. virtual step   θ̂(φ) = θ − α ∇θ (1/B) Σᵢ w_φ(ℓᵢ(θ)) ℓᵢ(θ)     on the training batch, graph kept;
 2. meta loss      L_meta(φ) = (1/M) Σⱼ ℓⱼ(θ̂(φ))                    on a clean, concept-balanced meta batch;
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +40,7 @@ from mamc.manifest import write_json
 from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
 from mamc.models import DualEncoder, build_model, normalize_frames
 from mamc.run import Run, deterministic, resolve_device, use_threads
-from mamc.runs import METHODS, run_name
+from mamc.runs import METHODS, Method, run_name
 
 
 @dataclass
@@ -101,6 +103,82 @@ def meta_batch_size(cfg: Config, n_meta: int, world: int) -> int:
     return size
 
 
+@dataclass
+class Learner:
+    """What a training step updates: the dual encoder with its optimiser and schedule, the weighting MLP with its
+    optimiser, and the parameters the virtual step of the meta update moves."""
+
+    model: DualEncoder
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    weight_net: WeightNet
+    weight_opt: torch.optim.Optimizer
+    virtual_params: dict[str, torch.Tensor]
+
+    @property
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+
+def build_learner(cfg: Config, device: torch.device) -> Learner:
+    """A fresh model and weighting MLP (every rank starts from rank 0's weights) with their optimisers."""
+    model = build_model(cfg).to(device)
+    dist.broadcast_params(model)
+    weight_net = WeightNet(cfg.meta_hidden).to(device)
+    dist.broadcast_params(weight_net)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, fused=True)
+    return Learner(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)), weight_net,
+                   torch.optim.Adam(weight_net.parameters(), lr=cfg.meta_lr, weight_decay=1e-4),
+                   select_params(model, cfg.meta_params))
+
+
+def batch_losses(model: DualEncoder, params: dict | None, frames: torch.Tensor, text, loss: str, cfg: Config,
+                 device: torch.device) -> torch.Tensor:
+    """Per-sample losses ℓᵢ of this rank's samples (the model with `params` substituted, when given), under the
+    training precision; negatives come from the whole global batch (ranks hold equal slices)."""
+    with autocast(device, cfg.autocast):
+        v, t = call_with(model, params, frames, text)
+        return contrastive_loss(loss, v, t, cfg.margin, model.temperature(), video_all=dist.gather(v),
+                                text_all=dist.gather(t), offset=dist.rank() * len(v))
+
+
+def training_step(learner: Learner, spec: Method, cfg: Config, device: torch.device, frames: torch.Tensor, text,
+                  step: int, meta_batch: Callable[[], tuple]) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """One training step of any method: the four steps of the module docstring (steps 1–3 every `meta_interval`
+    steps for meta-weighted methods, step 4 always). `meta_batch()` gives the meta batch (frames, text) when the
+    meta update runs. Returns the per-sample losses, their weights and the step's scalars."""
+    meta_now = spec.meta and step % cfg.meta_interval == 0
+    scalars: dict[str, float] = {}
+    # One forward of the training batch serves the virtual step (differentiated twice) and the real step.
+    with meta_kernels() if meta_now else nullcontext():
+        losses = batch_losses(learner.model, None, frames, text, spec.loss, cfg, device)
+    if meta_now:
+        # Steps 1-3: virtual step on the training losses, meta loss on a meta batch, MLP update.
+        mframes, mtext = meta_batch()
+        alpha = cfg.virtual_lr * learner.sched.get_last_lr()[0] / cfg.lr
+        scalars.update(meta_step(
+            learner.model, learner.weight_net, learner.weight_opt, losses,
+            lambda m, p: batch_losses(m, p, mframes, mtext, spec.loss, cfg, device),
+            alpha, learner.virtual_params, sync_grads=dist.average_grads,
+            normalize=cfg.normalize_weights, mean_fn=dist.mean, reduce_grads=dist.average_differentiable,
+        ))
+    # Step 4: the real step on the same per-sample losses, weighted by the updated MLP (weight 1 without it).
+    with torch.no_grad():
+        weights = (sample_weights(learner.weight_net, losses, cfg.normalize_weights, dist.mean) if spec.meta
+                   else torch.ones_like(losses))
+    loss = (weights * losses.float()).mean()
+    learner.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    dist.average_grads(learner.trainable)
+    scalars["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(learner.trainable, cfg.grad_clip))
+    learner.opt.step()
+    learner.sched.step()
+    scalars.update(loss=float(loss.detach()), lr=learner.sched.get_last_lr()[0],
+                   temperature=float(learner.model.temperature()))
+    return losses, weights, scalars
+
+
 def validate(model, data: TrainingData, cfg: Config, device) -> dict[str, float]:
     v, t, owner = embed_rows(model, data.val, data.cache, cfg, data.text_features, device)
     res = video_text_retrieval(t @ v.T, owner)
@@ -150,21 +228,15 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         raise ValueError(f"batch sizes ({cfg.batch_size}, {cfg.meta_batch_size}) must divide by world size {world}")
 
     torch.manual_seed(seed)
-    model = build_model(cfg).to(device)
-    dist.broadcast_params(model)
-    weight_net = WeightNet(cfg.meta_hidden).to(device)
-    dist.broadcast_params(weight_net)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    weight_opt = torch.optim.Adam(weight_net.parameters(), lr=cfg.meta_lr, weight_decay=1e-4)
+    learner = build_learner(cfg, device)
+    model, weight_net = learner.model, learner.weight_net
     data = prepare(cfg, model, spec.vlm, device, meta=spec.meta)
     if len(data.train) < cfg.batch_size:
         raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
 
     start, best, watch, plateau = 0, {"val/rsum": -1.0, "step": -1}, {}, False
     if record is not None:
-        load_checkpoint(ckpt, model, opt, sched, weight_net, weight_opt)
+        load_checkpoint(ckpt, model, learner.opt, learner.sched, weight_net, learner.weight_opt)
         start, best, plateau = record["step"], record["extra"]["best"], record["extra"].get("plateau", False)
         watch = record["extra"].get("watch", {})
     log_files = [logs / "samples.csv", logs / "scalars.jsonl"]
@@ -175,7 +247,6 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         if start:
             write_scalars_csv(logs)
     writer = SummaryWriter(str(logs / "tb"), purge_step=start or None) if rank == 0 else None
-    virtual_params = select_params(model, cfg.meta_params)
     mb_global = meta_batch_size(cfg, len(data.meta), world) if spec.meta else cfg.meta_batch_size
     b_local, mb_local = cfg.batch_size // world, mb_global // world
 
@@ -183,13 +254,6 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         part = [rows[i] for i in loaded[0]]
         frames = normalize_frames(loaded[1].to(device, non_blocking=True))
         return part, frames, text_input(model, [r["caption"] for r in part], data.text_features, device)
-
-    def losses_of(m, params, frames, text, local: int):
-        """Per-sample losses ℓᵢ of this rank's samples; negatives come from the whole global batch."""
-        with autocast(device, cfg.autocast):
-            v, t = call_with(m, params, frames, text)
-            return contrastive_loss(spec.loss, v, t, cfg.margin, m.temperature(), video_all=dist.gather(v),
-                                    text_all=dist.gather(t), offset=rank * local)
 
     sample_log, scalar_log = [], []
     t0, steps_done, done = time.time(), 0, start
@@ -201,35 +265,11 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     try:
         for step, loaded in bar:
             part, frames, text = inputs(data.train, loaded)
-            scalars = {"step": step}
-            meta_now = spec.meta and step % cfg.meta_interval == 0
-            # One forward of the training batch serves the virtual step (differentiated twice) and the real step.
-            with meta_kernels() if meta_now else nullcontext():
-                losses = losses_of(model, None, frames, text, b_local)
-            if meta_now:
-                # Steps 1-3: virtual step on the training losses, meta loss on a meta batch, MLP update.
-                _, mframes, mtext = inputs(data.meta, meta_batches[step])
-                alpha = cfg.virtual_lr * sched.get_last_lr()[0] / cfg.lr
-                scalars.update(meta_step(
-                    model, weight_net, weight_opt, losses,
-                    lambda m, p, f=mframes, t=mtext: losses_of(m, p, f, t, mb_local),
-                    alpha, virtual_params, sync_grads=dist.average_grads,
-                    normalize=cfg.normalize_weights, mean_fn=dist.mean, reduce_grads=dist.average_differentiable,
-                ))
-            # Step 4: the real step on the same per-sample losses, weighted by the updated MLP (weight 1 without it).
-            with torch.no_grad():
-                weights = (sample_weights(weight_net, losses, cfg.normalize_weights, dist.mean) if spec.meta
-                           else torch.ones_like(losses))
-            loss = (weights * losses.float()).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            dist.average_grads(trainable)
-            scalars["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip))
-            opt.step()
-            sched.step()
+            losses, weights, scalars = training_step(learner, spec, cfg, device, frames, text, step,
+                                                     lambda step=step: inputs(data.meta, meta_batches[step])[1:])
+            scalars = {"step": step, **scalars}
 
             # Logging, model selection on validation, and checkpoints.
-            scalars.update(loss=float(loss.detach()), lr=sched.get_last_lr()[0], temperature=float(model.temperature()))
             sample_log += [{"step": step, "video_id": r["video_id"], "topic": r.get("topic"),
                             "source": r.get("source", "original"), "aligned": r.get("aligned"),
                             "loss": loss_i, "weight": w}
@@ -262,7 +302,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                     append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
                     write_scalars(logs, scalar_log)
                     save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
-                    save_checkpoint(ckpt, done, model, opt, sched, weight_net, weight_opt,
+                    save_checkpoint(ckpt, done, model, learner.opt, learner.sched, weight_net, learner.weight_opt,
                                     {"best": best, "watch": watch, "plateau": plateau}, logs=log_lengths(log_files))
                 sample_log, scalar_log = [], []
             if plateau:
