@@ -76,7 +76,9 @@ def cmd_caption(args) -> int:
     from mamc.caption.jobs import caption_quality, caption_videos, ensure_captioner
 
     cfg = _run_config(args)
-    ensure_captioner(cfg, args.model)
+    if ensure_captioner(cfg, args.model) is not None:
+        print(f"embedded captioner trained (or its measurement finished) by this job: {cfg.run_path / 'captioner'}",
+              file=sys.stderr)
     stats = caption_videos(cfg, model=args.model, shard=args.shard, num_shards=args.num_shards, limit=args.limit)
     print(json.dumps(stats, indent=2))
     quality = caption_quality(cfg) if args.num_shards == 1 and not args.limit else None

@@ -45,8 +45,9 @@ def world_size() -> int:
 
 
 def launched() -> bool:
-    """Whether this process is one of several started by torchrun (or any launcher that sets WORLD_SIZE)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether a launcher (torchrun, or anything that sets RANK and WORLD_SIZE) started this process as a rank:
+    it then joins the process group, even alone (torchrun --nproc_per_node 1 runs the collectives of NCCL)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 def device() -> torch.device:
@@ -55,7 +56,7 @@ def device() -> torch.device:
 
 
 def init_from_env(device: torch.device) -> torch.device:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU. Returns the
+    """Join the process group when launched by torchrun (`launched`): NCCL on CUDA, gloo on CPU. Returns the
     process's device: on CUDA without an index, `cuda:LOCAL_RANK` (made current, so that NCCL and every
     `.cuda()` use it; without this every rank would compute on GPU 0)."""
     global _DEVICE

@@ -88,3 +88,21 @@ def test_a_damaged_checkpoint_is_refused_by_name(uninterrupted):
     (damaged / record["tensors"]).write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
     with pytest.raises(CheckpointError, match="does not match the SHA-256"):
         checkpoint_tensors(damaged)
+
+
+def test_the_gpus_rng_state_is_saved_and_restored(tmp_path, monkeypatch):
+    """On CUDA the checkpoint carries the current GPU's generator too (dropout, random crops on the GPU)."""
+    from mamc import checkpoint
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: torch.arange(16, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    model, net = torch.nn.Linear(2, 2), torch.nn.Linear(1, 1)
+    opt, wopt = torch.optim.AdamW(model.parameters()), torch.optim.Adam(net.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    checkpoint.save_checkpoint(tmp_path, 1, model, opt, sched, net, wopt)
+    assert torch.equal(checkpoint_tensors(tmp_path)["rng.cuda"], torch.arange(16, dtype=torch.uint8))
+    checkpoint.load_checkpoint(tmp_path, model, opt, sched, net, wopt)
+    assert len(restored) == 1 and torch.equal(restored[0], torch.arange(16, dtype=torch.uint8))

@@ -34,3 +34,27 @@ def test_settings_of_a_finished_run_cannot_be_changed_behind_its_back(tmp_path, 
     assert main(["frames", "--run", str(run), "--param", "noise_rate=0.5"]) == 2
     assert "noise_rate: 0.3 → 0.5" in capsys.readouterr().err
     assert json.loads((run / "config.json").read_text())["noise_rate"] == 0.3
+
+
+def test_caption_shards_of_one_run_folder_run_at_the_same_time(tmp_path):
+    """Two `mamc caption --shard i --num-shards 2` started together on a fresh folder: one trains the embedded
+    captioner while the other waits for it, then each captions its half; every training video once."""
+    import subprocess
+    import sys
+
+    from mamc.manifest import read_manifest
+
+    run = tmp_path / "run"
+    assert main(["synth", "--run", str(run), "--profile", "smoke"]) == 0
+    shards = [subprocess.Popen([sys.executable, "-m", "mamc", "caption", "--run", str(run), "--shard", str(i),
+                                "--num-shards", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for i in (0, 1)]
+    outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in shards]
+    assert [rc for rc, _ in outcomes] == [0, 0], outcomes
+    def ids(pattern: str) -> list[str]:
+        return [json.loads(line)["video_id"] for f in sorted((run / "data").glob(pattern)) for line in f.open()]
+
+    captioned, failed = ids("captions.shard*of002.jsonl"), ids("caption_failures.shard*of002.jsonl")
+    videos = {r["video_id"] for r in read_manifest(run / "data" / "manifest.jsonl", "train")}
+    assert captioned and sorted(captioned + failed) == sorted(videos)  # each once (captioned, or failed and recorded)
+    assert sum("embedded captioner trained" in err for _, err in outcomes) == 1  # once, by whichever came first

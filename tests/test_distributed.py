@@ -47,3 +47,41 @@ def test_without_a_group_every_helper_is_the_identity():
     dist.average_grads([p])
     assert torch.equal(p.grad, torch.ones(2)) and dist.gather_objects(7) == [7]
     assert dist.sum_over_ranks(torch.tensor(2.0)).item() == 2.0
+
+
+def _hand_over(out_dir: str) -> None:
+    """Rank 0 decides; the flag crosses on the process's device (NCCL would refuse a CPU tensor on a GPU rank)."""
+    torch.save({"flag": dist.from_rank0(dist.rank() == 0)}, f"{out_dir}/rank{dist.rank()}.pt")
+
+
+def test_rank_zeros_decision_reaches_every_rank(tmp_path):
+    dist.on_ranks(_hand_over, (str(tmp_path),), world=2)
+    assert [torch.load(tmp_path / f"rank{r}.pt")["flag"] for r in (0, 1)] == [True, True]
+
+
+def _wrong_device() -> None:
+    """A collective given a tensor on another device than the process's is refused before it is sent."""
+    with pytest.raises(dist.DeviceMismatch, match="tensor on meta in a process that computes on cpu"):
+        dist.sum_over_ranks(torch.zeros(1, device="meta"))
+    with pytest.raises(dist.DeviceMismatch):
+        dist.mean(torch.zeros(2, device="meta"))
+    tdist.barrier()
+
+
+def test_a_collective_given_a_tensor_on_another_device_fails():
+    dist.on_ranks(_wrong_device, (), world=2)
+
+
+def test_each_rank_computes_on_its_own_gpu(monkeypatch):
+    """Under torchrun, "cuda" means the rank's own GPU (LOCAL_RANK), made current; an explicit index is kept."""
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    try:
+        assert dist.init_from_env(torch.device("cuda")) == torch.device("cuda", 3) == dist.device()
+        assert dist.init_from_env(torch.device("cuda:1")) == torch.device("cuda", 1)
+        assert made_current == [torch.device("cuda", 3), torch.device("cuda", 1)]
+        assert dist.init_from_env(torch.device("cpu")) == torch.device("cpu") == dist.device()
+    finally:
+        dist.init_from_env(torch.device("cpu"))

@@ -83,3 +83,25 @@ def test_a_captioner_snapshot_has_its_own_captioner_captions_and_scores(tmp_path
     save_config(cfg)
     (tmp_path / "checkpoints").mkdir()
     save_config(load_config("smoke", run_dir=str(tmp_path), captioner_snapshot=2))  # a selector, not another setting
+
+
+def test_cuda_runs_ask_for_deterministic_kernels(monkeypatch):
+    import os
+
+    import torch
+
+    from mamc.run import deterministic
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    try:
+        deterministic(torch.device("cpu"))
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ  # CPU kernels need nothing
+        deterministic(torch.device("cuda"))
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2], before[3]

@@ -8,10 +8,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from mamc import train as trainer
 from mamc.checkpoint import checkpoint_tensors
+from mamc.config import METHODS
+from mamc.manifest import read_manifest, write_jsonl
 from mamc.run import Run
 from mamc.runs import weight_net_snapshots
-from mamc.train import train
+from mamc.train import meta_batch_size, train
 
 
 def _tensors(cfg, name):
@@ -164,3 +167,59 @@ def test_missing_splits_are_named(smoke_cfg, tmp_path):
     train(cfg, "infonce", name="no_meta_needed", progress=False)
     with pytest.raises(ValueError, match="no usable 'meta' rows .*--meta-per-concept"):
         train(cfg, "meta", name="needs_meta", progress=False)
+
+
+@pytest.fixture(scope="module")
+def captioned_cfg(smoke_cfg, tmp_path_factory):
+    """The smoke corpus with a VLM caption per training video (its own caption with the words reversed), in a
+    run folder of its own, so that every method can train."""
+    run = tmp_path_factory.mktemp("captioned")
+    (run / "data").mkdir()
+    for name in ("videos", "manifest.jsonl", "corpus.json"):
+        (run / "data" / name).symlink_to(smoke_cfg.data_dir / name)
+    train_rows = {r["video_id"]: r for r in read_manifest(smoke_cfg.data_dir / "manifest.jsonl", "train")}
+    write_jsonl(run / "data" / "captions.jsonl", [
+        {"video_id": v, "video": r["video"], "caption": " ".join(reversed(r["caption"].split())), "split": "train",
+         "source": "vlm", "topic": r.get("topic")} for v, r in train_rows.items()])
+    return replace(smoke_cfg, run_dir=str(run))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_under_bfloat16_autocast_on_the_cpu(captioned_cfg, method, monkeypatch):
+    """The CUDA code path on the CPU: every encoder forward of a step, the meta step's virtual model included,
+    runs in bfloat16, and the losses come out in float32."""
+    seen = []
+    real = trainer.contrastive_loss
+
+    def spy(kind, video, text, *args, **kwargs):
+        seen.append((video.dtype, text.dtype))
+        out = real(kind, video, text, *args, **kwargs)
+        assert out.dtype == torch.float32
+        return out
+
+    monkeypatch.setattr(trainer, "contrastive_loss", spy)
+    cfg = replace(captioned_cfg, steps=3, eval_every=3, ckpt_every=3, meta_interval=1, autocast="bfloat16")
+    summary = train(cfg, method, name=f"bf16_{method}", progress=False)
+    meta = method in ("meta", "mama")
+    assert len(seen) == 3 * (2 if meta else 1)  # the meta step adds one forward of the virtual model per step
+    assert set(seen) == {(torch.bfloat16, torch.bfloat16)}
+    scalars = [json.loads(line) for line in Run(cfg).path("scalars", f"bf16_{method}").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(s["loss"])) for s in scalars) and summary["last_step"] == 3
+    assert ("meta_loss" in scalars[-1]) == meta
+
+
+def test_without_autocast_the_cpu_trains_in_float32(captioned_cfg, monkeypatch):
+    seen = []
+    real = trainer.contrastive_loss
+    monkeypatch.setattr(trainer, "contrastive_loss", lambda kind, v, t, *a, **k: seen.append(v.dtype) or real(kind, v, t, *a, **k))
+    train(replace(captioned_cfg, steps=1, eval_every=1, ckpt_every=1), "meta", name="float32_meta", progress=False)
+    assert set(seen) == {torch.float32}
+
+
+def test_meta_batches_are_split_evenly_over_ranks_or_refused():
+    cfg = replace(trainer.Config(), meta_batch_size=64)
+    assert meta_batch_size(cfg, 500, 1) == 64 and meta_batch_size(cfg, 500, 4) == 64
+    assert meta_batch_size(cfg, 30, 1) == 30  # one process: the whole small meta split, as before
+    assert meta_batch_size(cfg, 30, 4) == 28  # four ranks: 7 each, none short or empty
+    with pytest.raises(ValueError, match="meta split has 3 usable row.*fewer than the 4 ranks"):
+        meta_batch_size(cfg, 3, 4)
