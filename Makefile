@@ -14,7 +14,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce smoke test lab figures benchmarks clean
+.PHONY: setup reproduce smoke test lab figures benchmarks gpu-check clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,10 @@ benchmarks: setup
 	$(PY) benchmarks/meta_step.py
 	$(PY) benchmarks/retrieval_eval.py
 	$(PY) benchmarks/caption.py
+
+# On a machine with a GPU: the paper path measured there (docs/PAPER_RUN.md §5), about 6 minutes on one GPU.
+gpu-check: setup
+	$(PY) -m mamc gpu-check --out runs/gpu_check
 
 clean:
 	rm -rf $(VENV) runs .cache

@@ -6,7 +6,7 @@ the heads and last block, as ratios to InfoNCE (one run, `cfg.threads` torch thr
     python benchmarks/meta_step.py [--steps 20] [--batch 64] [--interval 4] [--profile default] [--param K=V …]
 
 With `--profile paper --param video_backbone=DIR --param text_model=DIR` (DIR: a CLIP checkpoint, e.g. one of
-ViT-B/32's shape from `tests.paper_fixtures.tiny_clip(DIR, vit_b32_shape=True)`) it measures the paper model's
+ViT-B/32's shape from `mamc.gpu_check.random_clip(DIR)`) it measures the paper model's
 step, text tower trained on tokens: the basis of the GPU memory estimate in docs/PAPER_RUN.md.
 
 Each variant runs in a fresh process so that its peak memory (RSS on CPU, allocator peak on CUDA) is its own;

@@ -142,6 +142,21 @@ def cmd_lab(args) -> int:
     os.execv(cmd[0], cmd)
 
 
+def cmd_gpu_check(args) -> int:
+    from mamc.gpu_check import gpu_check, report
+
+    def sizes(text: str | None) -> list[int] | None:
+        return [int(b) for b in text.split(",")] if text else None
+
+    results = gpu_check(args.out, tiny=args.tiny, batches=sizes(args.batches), caption_batches=sizes(args.caption_batches),
+                        parts=tuple(sizes(args.parts)), device=args.device)
+    print(report(results))
+    failed = [p for p in ("torchrun", "dry_run") if results.get(p, {}).get("returncode")]
+    if failed:
+        print(f"mamc gpu-check: {', '.join(failed)} failed (see {args.out}/gpu_check.json)", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mamc.config import METHODS
     from mamc.data.ingest import FORMATS
@@ -215,6 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--browser", action="store_true", help="open a browser (default: print the URL only)")
     p.set_defaults(func=cmd_lab, lock=False)
+
+    p = sub.add_parser("gpu-check", help="measure the paper path on this machine's GPU (memory, speed, precision, "
+                                         "NCCL, caption throughput, the dry run); see docs/PAPER_RUN.md §5")
+    p.add_argument("--out", required=True, help="folder for gpu_check.json, gpu_check.md and the models built")
+    p.add_argument("--tiny", action="store_true", help="tiny shapes (the test suite's CPU run of the same code)")
+    p.add_argument("--batches", metavar="B,B…", help="training batch sizes (default 16,32,64,128; tiny 2,4)")
+    p.add_argument("--caption-batches", metavar="B,B…", help="caption batch sizes (default 1,4,16; tiny 1,2)")
+    p.add_argument("--parts", default="1,2,3,4,5", help="which parts to run (see the command's docs)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:1 …")
+    p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("figures", help="rebuild every figure from a run folder's saved artifacts")
     p.add_argument("--run", required=True)

@@ -44,6 +44,11 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
+def backend() -> str | None:
+    """The process group's backend ("nccl", "gloo"), None without one."""
+    return dist.get_backend() if is_distributed() else None
+
+
 def launched() -> bool:
     """Whether a launcher (torchrun, or anything that sets RANK and WORLD_SIZE) started this process as a rank:
     it then joins the process group, even alone (torchrun --nproc_per_node 1 runs the collectives of NCCL)."""

@@ -320,7 +320,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     wall = time.time() - t0
     summary = {"name": name, "method": method, "seed": seed, "steps": cfg.steps, "last_step": done, "plateau": plateau,
                "completed": done >= cfg.steps or plateau, "best": best, "sec_per_step": wall / max(steps_done, 1),
-               "world_size": world, "device": str(device),
+               "world_size": world, "device": str(device), "backend": dist.backend(),
                "margin": cfg.margin if spec.loss != "infonce" else 0.0, "loss": spec.loss, "meta": spec.meta, "vlm": spec.vlm,
                **({"meta_lr": cfg.meta_lr, "meta_interval": cfg.meta_interval} if spec.meta else {})}
     if rank == 0:

@@ -24,6 +24,7 @@ import av
 import numpy as np
 
 from mamc.data.sample_videos import real_clips
+from mamc.gpu_check import random_clip
 
 # What each source clip shows, as annotators might write it, and an MSR-VTT category id for it.
 SCENES = {
@@ -141,27 +142,6 @@ def didemo(root: Path, clips: list[tuple[str, str]], n_test: int) -> list[str]:
     return [_write_json(root / f"{s}_data.json", [a for video in part for a in video]) for s, part in parts.items()]
 
 
-def tiny_clip(out: Path, vit_b32_shape: bool = False) -> str:
-    """A tiny CLIP (text and vision towers) with a byte-level CLIP tokenizer, saved with `save_pretrained`; it
-    stands in for openai/clip-vit-base-patch32 and loads the same way. With `vit_b32_shape`, a randomly
-    initialised model of ViT-B/32's exact shape (transformers' CLIPConfig defaults), for memory estimates."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
-
-    chars = sorted(ByteLevel.alphabet())
-    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]),
-        vision_config=dict(image_size=32, patch_size=16, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                           num_attention_heads=2), projection_dim=32)
-    CLIPModel(CLIPConfig() if vit_b32_shape else config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
-
-
 def tiny_llava(out: Path, texts: list[str]) -> str:
     """An untrained tiny LLaVA (the embedded captioner's architecture) standing in for llava-1.5-7b."""
     from mamc.caption.tiny import build_captioner
@@ -180,7 +160,7 @@ def build(root: Path, n_test: int = 6) -> dict:
     words = [c for _, captions in SCENES.values() for c in captions] + [q for q, _ in QUESTIONS.values()]
     return {
         "msrvtt": msrvtt(root / "msrvtt", clips, n_test), "msrvtt_qa": msrvtt_qa(root / "msrvtt-qa", clips, n_test),
-        "didemo": didemo(root / "didemo", clips, n_test), "clip": tiny_clip(root / "clip"),
+        "didemo": didemo(root / "didemo", clips, n_test), "clip": random_clip(root / "clip", vit_b32_shape=False),
         "llava": tiny_llava(root / "llava", words + [r["prompt"] for r in CAPTION_RECIPES.values()]),
         "clips": len(clips),
     }

@@ -12,7 +12,7 @@ LAYERS = [
     ("runs",),
     ("train", "qa", "experiments"),
     ("report",),
-    ("notebook", "watchdog", "reproduce", "lab", "cli", "__main__", "__init__"),
+    ("notebook", "watchdog", "reproduce", "lab", "gpu_check", "cli", "__main__", "__init__"),
 ]
 
 

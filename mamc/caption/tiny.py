@@ -60,8 +60,11 @@ def build_tokenizer(texts: list[str]):
     return fast
 
 
-def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: int = 128, seed: int = 0):
-    """An untrained tiny LLaVA (processor, model) whose tokenizer covers `texts`."""
+def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: int = 128, seed: int = 0,
+                    feature_layer: int = -1, vision: dict | None = None, text: dict | None = None):
+    """An untrained LLaVA (processor, model) whose tokenizer covers `texts`: the tiny one of the embedded
+    captioner, or any other shape through `vision`/`text` (config fields overriding the tiny ones) and
+    `feature_layer` (LLaVA-1.5 reads the vision tower's second-to-last layer)."""
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -78,14 +81,17 @@ def build_captioner(texts: list[str], image_size: int, patch: int = 16, width: i
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch,
                                vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
                                num_additional_image_tokens=1)
-    vision = CLIPVisionConfig(image_size=image_size, patch_size=patch, hidden_size=width, intermediate_size=2 * width,
-                              num_hidden_layers=2, num_attention_heads=4, projection_dim=width)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                         vision_feature_select_strategy="default", vision_feature_layer=-1,
-                         projector_hidden_act="gelu")
+    vision_config = CLIPVisionConfig(**{**dict(image_size=image_size, patch_size=patch, hidden_size=width,
+                                               intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=4,
+                                               projection_dim=width), **(vision or {})})
+    text_config = LlamaConfig(**{**dict(vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                        max_position_embeddings=512), **(text or {}),
+                                 **dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                        pad_token_id=tok.pad_token_id)})
+    config = LlavaConfig(vision_config=vision_config, text_config=text_config,
+                         image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
+                         vision_feature_layer=feature_layer, projector_hidden_act="gelu")
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
