@@ -211,7 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="caption at most this many videos")
     p.set_defaults(func=cmd_caption)
 
-    p = sub.add_parser("train", help="train one method, or (ablation) every method × seed and the margin sweep")
+    p = sub.add_parser("train", help="train one method, or (ablation) every method × seed and the margin sweep",
+                       description="Train one method for one seed, or (--method ablation) every method of the run for "
+                       "every seed, with the margin sweep. A method with a tuned knob trains its tuning runs first, on "
+                       "the first seed: margin and additive one run per nonzero value of margin_sweep, meta one per value of "
+                       "meta_lr_sweep, mama both of those; its run is then named after the values chosen on validation "
+                       "(e.g. mama_s0_m0.1_lr0.001). infonce and vlm train their one run. Under torchrun every rank "
+                       "takes every run, with its share of each global batch.")
     _common(p)
     p.add_argument("--method", choices=[*METHODS, "ablation"], default="mama")
     p.add_argument("--seed", type=int)

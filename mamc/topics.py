@@ -21,12 +21,18 @@ class TopicModel:
 
 
 def fit_topics(captions: list[str], n_topics: int, seed: int = 0, n_top_words: int = 8) -> TopicModel:
-    """Topic of each caption (argmax of its NMF loading) and the top words of each topic."""
+    """Topic of each caption (argmax of its NMF loading) and the top words of each topic: `n_topics`, or as many
+    as the captions' vocabulary (words of at least two captions) supports when it has fewer words (a small
+    dataset); `len(model.top_words)` says how many."""
     if len(captions) < n_topics:
         raise ValueError(f"{len(captions)} captions cannot make {n_topics} topics")
     vec = TfidfVectorizer(stop_words=CAPTION_STOP_WORDS, min_df=2, sublinear_tf=True)
-    x = vec.fit_transform(captions)
-    nmf = NMF(n_components=n_topics, init="nndsvda", random_state=seed, max_iter=400)
+    try:
+        x = vec.fit_transform(captions)
+    except ValueError:  # scikit-learn's "After pruning, no terms remain"
+        raise ValueError(f"the {len(captions)} captions share no word (apart from stop words): no topic can be "
+                         "inferred from them") from None
+    nmf = NMF(n_components=min(n_topics, *x.shape), init="nndsvda", random_state=seed, max_iter=400)
     w = nmf.fit_transform(x)
     vocab = np.array(vec.get_feature_names_out())
     top = [vocab[np.argsort(c)[::-1][:n_top_words]].tolist() for c in nmf.components_]

@@ -9,12 +9,17 @@ import nbformat
 import pytest
 
 from mamc.reproduce import ReproduceError, parse_params, reproduce
+from tests.documented import ROOT, make_recipe
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    """The README's main job, `make reproduce`, as its Makefile recipe runs it, at the smoke profile."""
     out = tmp_path_factory.mktemp("smoke_run")
-    reproduce("smoke", out, progress=False)
+    recipe = make_recipe("reproduce", PY=sys.executable, PROFILE="smoke", RUN=str(out))
+    done = subprocess.run(recipe, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"run folder: {out}" in done.stdout
     return out
 
 
