@@ -35,7 +35,8 @@ class Config:
     # training amplifies, so its captions are those of this setting).
     parallel_runs: int = 1
     dataset: str = "embedded"
-    qa_dataset: str = "embedded"  # the QA benchmark ingested beside `dataset` (named in tables and the paper column)
+    # The QA benchmark ingested beside `dataset` (named in tables and the paper column); "" for none (QA is skipped).
+    qa_dataset: str = "embedded"
     # Embedded corpus (mamc.data.synthetic)
     n_train: int = 3000
     n_meta_per_topic: int = 10

@@ -146,7 +146,8 @@ def evaluate_test(cfg: Config, name: str) -> dict:
 
 
 def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done: bool = True) -> list[dict]:
-    """Evaluate every finished run of the ablation and the sweep on test (and QA for the ablation's runs).
+    """Evaluate every finished run of the ablation and the sweep on test (and QA for the ablation's runs, when
+    asked and the run has a QA benchmark: `qa_dataset` "" means none, e.g. DiDeMo alone).
 
     Test metrics are computed once per selected checkpoint; with `skip_done` they are read back after that.
     """
@@ -160,7 +161,7 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
     todo = [(run_cfg, name) for run_cfg, name, _, _ in first.values() if not (skip_done and is_evaluated(run_cfg, name))]
     in_parallel(cfg, _test_job, todo, "test", progress)
     results = [Run(run_cfg).read("test", name) for run_cfg, name, _, _ in first.values()]
-    if qa:
+    if qa and cfg.qa_dataset:
         jobs = [(run_cfg, name, method, seed) for run_cfg, name, method, seed in first.values() if method is not None]
         in_parallel(cfg, _qa_job, jobs, "qa", progress)
     return results
