@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import torch
 
-from mamc.caption.jobs import candidate_frames, keyframe_grid
+from mamc.caption.grid import candidate_frames, keyframe_grid
 from mamc.caption.tiny import build_captioner
 from mamc.caption.vlm import generate_captions, load_captioner, prepare_inputs
 from mamc.config import load_config

@@ -14,6 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("smoke", "default", "paper")
 METHODS = ("infonce", "margin", "meta", "vlm", "mama", "additive")
 EMBEDDED_TOPICS = 30  # 5 shapes × 6 colours in mamc.data.synthetic
+TUNABLE = ("margin", "meta_lr")  # the knobs a method may have tuned on validation (mamc.runs)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Config:
     margin: float = 0.1
     temperature: float = 0.05
     learn_temperature: bool = False
+    # Knobs chosen on validation (mamc.runs) for the methods that have them: every tunable knob the user did not
+    # set. A value the user sets (`--param margin=0.3`, a notebook's `overrides`) is the value that trains.
+    tuned: tuple[str, ...] = TUNABLE
     # Meta weighting
     meta_hidden: int = 100
     meta_lr: float = 1e-3
@@ -252,9 +256,16 @@ def check_values(cfg: Config) -> None:
                          f"{cfg.captioner_corpus}")
     if not cfg.seeds:
         raise ValueError("seeds must name at least one seed")
+    if set(cfg.tuned) - set(TUNABLE):
+        raise ValueError(f"tuned={list(cfg.tuned)} names knobs that are not tuned; tunable: {', '.join(TUNABLE)}")
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; known: {METHODS}")
+
+
+def untouched(knobs: tuple[str, ...], overrides: dict[str, Any]) -> tuple[str, ...]:
+    """The knobs that `overrides` leaves unset (so they stay tuned)."""
+    return tuple(k for k in knobs if overrides.get(k) is None)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
@@ -270,13 +281,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
 
 
 def load_config(profile: str = "default", **overrides: Any) -> Config:
-    """The profile's configuration with `overrides` applied (strings are coerced to the field types), checked."""
+    """The profile's configuration with `overrides` applied (strings are coerced to the field types), checked.
+    A tunable knob among the overrides is set, not tuned (unless the overrides say which knobs are tuned, as a
+    saved configuration does)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     values = dict(_PROFILES[profile], profile=profile, run_dir=f"runs/{profile}")
     for key, value in overrides.items():
         if value is not None:
             values[key] = coerce(key, value)
+    if overrides.get("tuned") is None:
+        values["tuned"] = untouched(TUNABLE, overrides)
     recipe = values.get("caption_recipe", Config.caption_recipe)
     if recipe not in CAPTION_RECIPES:
         raise ValueError(f"caption_recipe={recipe!r} is not one of {', '.join(CAPTION_RECIPES)}")

@@ -111,12 +111,13 @@ def argmax_credit(scores, answer_index: Sequence[int]) -> np.ndarray:
     """Credit of answering each question with its top-scoring candidate, ties split evenly: 1/k when the answer
     is one of k candidates sharing the top score, 0 otherwise (and for an answer index of -1, an answer outside
     the candidates). A plain argmax would hand every tie to the first candidate, so a constant model would
-    score whatever share of answers happen to be listed first."""
+    score whatever share of answers happen to be listed first. In float64, so that an accuracy is the fraction of
+    its counts (2 of 3 is 66.666…667, not float32's 66.66667)."""
     scores = _as_tensor(scores).float()
     answer = torch.as_tensor(np.asarray(answer_index), dtype=torch.long)
     top = scores == scores.max(1, keepdim=True).values
     hit = top.gather(1, answer.clamp_min(0)[:, None]).squeeze(1) & (answer >= 0)
-    return (hit.float() / top.sum(1).float()).numpy()
+    return (hit.double() / top.sum(1).double()).numpy()
 
 
 def answer_accuracy(scores, answer_index: Sequence[int], qtype: Sequence[str] | None = None) -> dict[str, float]:
@@ -126,12 +127,17 @@ def answer_accuracy(scores, answer_index: Sequence[int], qtype: Sequence[str] | 
     return _accuracy(argmax_credit(scores, answer_index), qtype)
 
 
+def _percent(hits: np.ndarray) -> float:
+    """100 × credits / questions, divided last: 2 of 3 is 200/3 exactly as a float (a mean times 100 is one ulp off)."""
+    return float(hits.sum() * 100 / len(hits)) if len(hits) else float("nan")
+
+
 def _accuracy(hits: np.ndarray, qtype: Sequence[str] | None) -> dict[str, float]:
-    out = {"acc": float(hits.mean() * 100) if len(hits) else float("nan")}
+    out = {"acc": _percent(hits)}
     if qtype is not None:
         qtype = np.asarray(qtype)
         for t in sorted(set(qtype.tolist())):
-            out[f"acc/{t}"] = float(hits[qtype == t].mean() * 100)
+            out[f"acc/{t}"] = _percent(hits[qtype == t])
     return out
 
 

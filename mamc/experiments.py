@@ -4,18 +4,18 @@ result is a JSON file in the run's logs folder, so that tables and figures can b
 alone."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import pandas as pd
 import torch
 
 from mamc.config import Config
-from mamc.data.loaders import StepBatches, usable_rows
+from mamc.data.loaders import usable_rows
 from mamc.data.prepare import ensure_frames, load_rows
-from mamc.embed import embed_rows, frozen_text_features, text_input
+from mamc.embed import embed_rows, frozen_text_features
 from mamc.evaluate import gt_ranks, video_text_retrieval
 from mamc.manifest import write_json
-from mamc.meta import WeightNet, meta_kernels, meta_step, sample_weights, select_params
-from mamc.models import add_text_features, frozen_text_backbone, missing_texts, normalize_frames, resolve_text_model
+from mamc.models import add_text_features, frozen_text_backbone, missing_texts, resolve_text_model
 from mamc.pool import in_parallel, worker_pool
 from mamc.qa import train_and_evaluate_qa
 from mamc.run import Run, resolve_device, use_threads
@@ -34,30 +34,39 @@ from mamc.runs import (
     topic_groups,
     tuning_runs,
 )
-from mamc.train import batch_losses, prepare, train
+from mamc.train import train
 
 
-def _train_job(job: tuple) -> dict:
-    cfg, method, seed, name, progress = job
-    return train(cfg, method, seed, name=name, progress=progress)
+@dataclass(frozen=True)
+class TrainJob:
+    """One training run to schedule: its configuration (knobs set), method, seed and name."""
+
+    cfg: Config
+    method: str
+    seed: int
+    name: str
+    progress: bool
 
 
-def _test_job(job: tuple) -> dict:
+def _train_job(job: TrainJob) -> dict:
+    return train(job.cfg, job.method, job.seed, name=job.name, progress=job.progress)
+
+
+def _test_job(job: tuple[Config, str]) -> dict:
     return evaluate_test(*job)
 
 
-def _qa_job(job: tuple) -> dict:
-    cfg, name, method, seed = job
-    return train_and_evaluate_qa(cfg, name, method, seed)
+def _qa_job(job: TrainJob) -> dict:
+    return train_and_evaluate_qa(job.cfg, job.name, job.method, job.seed)
 
 
-def _encode_captions_once(cfg: Config, jobs: list[tuple], pool) -> None:
+def _encode_captions_once(cfg: Config, jobs: list[TrainJob], pool) -> None:
     """The frozen text features of every caption set the jobs read, encoded before any job starts (each text
     once, rather than once by every worker that finds it missing at the same moment), by the workers of `pool`
     side by side: a text's feature does not depend on the texts encoded beside it."""
     if not cfg.freeze_text:
         return
-    sets = {(METHODS[job[1]].vlm, job[0].captioner_snapshot): job[0] for job in jobs}
+    sets = {(METHODS[job.method].vlm, job.cfg.captioner_snapshot): job.cfg for job in jobs}
     texts = {r["caption"] for (vlm, _), run_cfg in sets.items() for r in load_rows(run_cfg, with_vlm=vlm)}
     model_id, store = resolve_text_model(cfg.text_model), Run(cfg).text_cache
     missing = missing_texts(model_id, texts, store)
@@ -74,10 +83,10 @@ def _encode_job(job: tuple) -> torch.Tensor:
     return frozen_text_backbone(resolve_text_model(cfg.text_model)).to(device).encode(texts, device=device).cpu()
 
 
-def _longest_first(jobs: list[tuple]) -> list[tuple]:
+def _longest_first(jobs: list[TrainJob]) -> list[TrainJob]:
     """Meta-weighted runs first, so that the pool does not end waiting on one long run; duplicates dropped."""
-    unique = list({job[3]: job for job in jobs}.values())
-    return sorted(unique, key=lambda job: not METHODS[job[1]].meta)
+    unique = list({job.name: job for job in jobs}.values())
+    return sorted(unique, key=lambda job: not METHODS[job.method].meta)
 
 
 def run_experiments(cfg: Config, methods: list[str] | None = None, seeds: list[int] | None = None, sweep: bool = True,
@@ -89,28 +98,28 @@ def run_experiments(cfg: Config, methods: list[str] | None = None, seeds: list[i
     wanted = [m for m in cfg.methods if methods is None or m in methods]
     seeds = list(cfg.seeds if seeds is None else seeds)
     # The tuning runs first, with the runs that need no tuning beside them (both cores busy meanwhile).
-    first = [(run_cfg, m, cfg.seeds[0], name, inline) for name, m, run_cfg in tuning_runs(cfg, wanted)]
-    first += [(cfg, m, s, run_name(m, s), inline) for m in wanted if not knobs_of(m) for s in seeds]
+    first = [TrainJob(run_cfg, m, cfg.seeds[0], name, inline) for name, m, run_cfg in tuning_runs(cfg, wanted)]
+    first += [TrainJob(cfg, m, s, run_name(m, s), inline) for m in wanted if not knobs_of(m) for s in seeds]
     if sweep:
-        first += [(run_cfg, "infonce" if run_cfg.margin == 0 else "margin", cfg.seeds[0], name, inline)
+        first += [TrainJob(run_cfg, "infonce" if run_cfg.margin == 0 else "margin", cfg.seeds[0], name, inline)
                   for name, run_cfg in sweep_runs(cfg)]
     if "vlm" in wanted:
-        first += [(run_cfg, "vlm", s, name, inline) for name, s, run_cfg in dose_runs(cfg) if s in seeds]
+        first += [TrainJob(run_cfg, "vlm", s, name, inline) for name, s, run_cfg in dose_runs(cfg) if s in seeds]
     first = _longest_first(first)
     tuning = {name for name, _, _ in tuning_runs(cfg, wanted)}
 
-    def tuned() -> list[tuple]:
-        """The other seeds of the tuned methods, at the values their tuning runs chose."""
+    def tuned() -> list[TrainJob]:
+        """The seeds of the methods with knobs, at the values their tuning runs chose (or the values set)."""
         chosen = chosen_values(cfg, wanted) if any(knobs_of(m) for m in wanted) else {}
-        trained = {job[3] for job in first}
-        then = [(method_config(cfg, m, chosen), m, s, ablation_name(cfg, m, s, chosen), inline)
+        trained = {job.name for job in first}
+        then = [TrainJob(method_config(cfg, m, chosen), m, s, ablation_name(cfg, m, s, chosen), inline)
                 for m in wanted if knobs_of(m) for s in seeds]
-        return _longest_first([j for j in then if j[3] not in trained])
+        return _longest_first([job for job in then if job.name not in trained])
 
     with worker_pool(cfg, "train") as pool:
         _encode_captions_once(cfg, first, pool)
         return in_parallel(cfg, _train_job, first, "train", progress,
-                           then=({i for i, job in enumerate(first) if job[3] in tuning}, tuned), pool=pool)
+                           then=({i for i, job in enumerate(first) if job.name in tuning}, tuned), pool=pool)
 
 
 def evaluate_test(cfg: Config, name: str) -> dict:
@@ -152,57 +161,14 @@ def evaluate_all(cfg: Config, qa: bool = True, progress: bool = False, skip_done
     Test metrics are computed once per selected checkpoint; with `skip_done` they are read back after that.
     """
     chosen = chosen_values(cfg)
-    entries = [(method_config(cfg, method, chosen), name, method, seed) for name, method, seed in ablation_runs(cfg)]
-    entries += [(run_cfg, name, None, None) for name, run_cfg in sweep_runs(cfg)]
-    entries += [(run_cfg, name, None, None) for name, _, run_cfg in dose_runs(cfg)]
-    first: dict[str, tuple] = {}
-    for entry in entries:
-        first.setdefault(entry[1], entry)
-    todo = [(run_cfg, name) for run_cfg, name, _, _ in first.values() if not (skip_done and is_evaluated(run_cfg, name))]
+    ablation = {name: TrainJob(method_config(cfg, method, chosen), method, seed, name, False)
+                for name, method, seed in ablation_runs(cfg)}
+    configs = {name: job.cfg for name, job in ablation.items()}
+    for name, run_cfg in [*sweep_runs(cfg), *((name, run_cfg) for name, _, run_cfg in dose_runs(cfg))]:
+        configs.setdefault(name, run_cfg)
+    todo = [(run_cfg, name) for name, run_cfg in configs.items() if not (skip_done and is_evaluated(run_cfg, name))]
     in_parallel(cfg, _test_job, todo, "test", progress)
-    results = [Run(run_cfg).read("test", name) for run_cfg, name, _, _ in first.values()]
+    results = [Run(run_cfg).read("test", name) for name, run_cfg in configs.items()]
     if qa and cfg.qa_dataset:
-        jobs = [(run_cfg, name, method, seed) for run_cfg, name, method, seed in first.values() if method is not None]
-        in_parallel(cfg, _qa_job, jobs, "qa", progress)
+        in_parallel(cfg, _qa_job, list(ablation.values()), "qa", progress)
     return results
-
-
-def meta_step_by_hand(cfg: Config, run: str, batch_size: int = 64, steps: int = 1,
-                      seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
-    """`steps` bi-level steps of `mamc.meta.meta_step` on one training batch and one meta batch, starting from
-    run `run`'s selected model and a fresh weighting MLP (the model itself is not updated): what notebook 03
-    shows. Returns one row per training pair — its kind (clean or misaligned, head or tail topic), its loss,
-    and its normalised weight before and after — and the meta loss of every step."""
-    device = resolve_device(cfg.device)
-    use_threads(cfg.threads)
-    torch.manual_seed(seed)
-    model = load_trained(cfg, run).train()
-    data = prepare(cfg, model, with_vlm=False, device=device)
-    weight_net = WeightNet(cfg.meta_hidden).to(device)
-    weight_opt = torch.optim.Adam(weight_net.parameters(), lr=cfg.meta_lr, weight_decay=1e-4)
-
-    def batch(rows: list[dict], stream: int):
-        idx, frames = StepBatches(rows, data.cache, cfg.frames, batch_size, batch_size, 0, seed, stream)[0]
-        part = [rows[i] for i in idx]
-        text = text_input(model, [r["caption"] for r in part], data.text_features, device)
-        return part, normalize_frames(frames.to(device)), text
-
-    (part, frames, text), (_, mframes, mtext) = batch(data.train, 0), batch(data.meta, 1)
-
-    def losses_of(m, params, f, t):
-        return batch_losses(m, params, f, t, "infonce", cfg, device)
-
-    with meta_kernels():
-        losses = losses_of(model, None, frames, text)
-    with torch.no_grad():
-        before = sample_weights(weight_net, losses, cfg.normalize_weights)
-    stats = [meta_step(model, weight_net, weight_opt, losses, lambda m, p: losses_of(m, p, mframes, mtext), cfg.virtual_lr,
-                       select_params(model, cfg.meta_params), normalize=cfg.normalize_weights) for _ in range(steps)]
-    with torch.no_grad():
-        after = sample_weights(weight_net, losses, cfg.normalize_weights)
-    groups = topic_groups(cfg)
-    table = pd.DataFrame({
-        "video_id": [r["video_id"] for r in part], "pair": ["clean" if r.get("aligned", True) else "misaligned" for r in part],
-        "topic": [groups.get(r.get("topic"), "?") for r in part], "loss": losses.detach().cpu().numpy(),
-        "weight before": before.cpu().numpy(), "weight after": after.cpu().numpy()})
-    return table.assign(change=table["weight after"] - table["weight before"]), stats

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mamc.config import REPO_ROOT, Config, config_fields, load_config
+from mamc.config import REPO_ROOT, TUNABLE, Config, config_fields, load_config, untouched
 from mamc.manifest import write_json
 
 CORPUS = "notebook 01 or `mamc synth`"
@@ -53,11 +53,23 @@ PACKAGES = ("mamc", "torch", "transformers", "numpy", "scikit-learn", "decord", 
 # Settings that change how a run executes, not what it computes, and lists a finished run can grow by.
 EXECUTION_ONLY = ("run_dir", "device", "num_workers", "threads", "parallel_runs", "caption_batch_size")
 EXTENDABLE = ("methods", "seeds", "margin_sweep", "meta_lr_sweep", "dose_captioner_steps")
-# Settings that pick which of the run's artifacts a command reads or writes.
-SELECTORS = ("captioner_snapshot",)
+# Settings that pick which of the run's artifacts a command reads or writes; and the tuned knobs, whose values are
+# part of every name of a run that depends on them (`mamc.runs.run_name`): another value is another run.
+SELECTORS = ("captioner_snapshot", *TUNABLE, "tuned")
+# What each of the other settings shapes. Data settings shape the corpus (or name the ingested dataset) and so
+# everything made from it; captioning settings shape the captioner and its captions; QA settings the QA results;
+# every other setting shapes the training runs (`TRAINING`).
+DATA = ("profile", "seed", "dataset", "n_train", "n_meta_per_topic", "n_val", "n_test", "n_qa", "n_topics",
+        "zipf_exponent", "noise_rate", "clip_frames", "clip_size", "fps")
+CAPTIONING = ("captioner", "caption_recipe", "caption_input", "captioner_corpus", "captioner_heldout",
+              "captioner_vision_steps", "captioner_steps", "captioner_batch_size", "captioner_lr", "grid_rows", "grid_cols",
+              "grid_cell", "prompt", "gen_temperature", "max_caption_tokens", "max_new_tokens", "dtype")
+QA_SETTINGS = ("qa_dataset", "qa_eta", "qa_steps")
+TRAINING = tuple(f for f in config_fields() if f not in EXECUTION_ONLY + EXTENDABLE + SELECTORS + DATA + CAPTIONING
+                 + QA_SETTINGS)
 # What a run folder made before a setting existed was made with: its config.json lacks the field, and reading the
 # field's present default instead would resume or judge that folder under settings it never had.
-BEFORE_FIELD = {"lr_schedule": "cosine", "video_mlp_ratio": 4}
+BEFORE_FIELD = {"lr_schedule": "cosine", "video_mlp_ratio": 4, "tuned": list(TUNABLE)}
 
 
 class MissingArtifact(FileNotFoundError):
@@ -176,19 +188,33 @@ def _comparable(values: dict) -> dict:
             if k not in EXECUTION_ONLY + EXTENDABLE + SELECTORS}
 
 
+def _made_with(root: Path, setting: str) -> Path | None:
+    """The first artifact of the run folder that depends on `setting`, or None when nothing made depends on it."""
+    made = [root / "data" / "manifest.jsonl"] if setting in DATA else []
+    if setting in CAPTIONING:
+        made += [root / "captioner", *sorted((root / "data").glob("**/captions*.jsonl"))]
+    if setting in TRAINING:
+        made += [p.parent for p in sorted(root.glob("checkpoints/*/last.json"))]
+    if setting in QA_SETTINGS:
+        made += sorted(root.glob("logs/*/qa.json"))
+    return next((p for p in made if p.exists()), None)
+
+
 def check_config(cfg: Config) -> None:
-    """Refuse settings that differ from those the run folder's data and results were made with: rewriting
-    `config.json` beside old data and checkpoints would make the folder lie about what produced them."""
+    """Refuse a setting that differs from the one an existing artifact of the run folder was made with, naming
+    the artifact: rewriting `config.json` beside it would make the folder lie about what produced it. A setting
+    that nothing made so far depends on (a training setting in a folder that holds only data) is taken."""
     path = cfg.run_path / "config.json"
-    has_results = Run(cfg).path("manifest").exists() or (cfg.run_path / "checkpoints").exists()
-    if not (path.exists() and has_results):
+    if not path.exists():
         return
     saved, asked = _comparable(_saved_values(path)), _comparable(dataclasses.asdict(cfg))
-    differ = sorted(k for k in asked if k in saved and saved[k] != asked[k])
-    if differ:
-        changes = ", ".join(f"{k}: {saved[k]!r} → {asked[k]!r}" for k in differ)
-        raise ConfigMismatch(f"{cfg.run_path} holds data and results made with other settings ({changes}); start a "
-                             "new run folder (--out / run_dir) for these settings, or delete this one to redo it")
+    refused = {k: made for k in sorted(asked) if k in saved and saved[k] != asked[k]
+               and (made := _made_with(cfg.run_path, k)) is not None}
+    if refused:
+        changes = "; ".join(f"{k}: {saved[k]!r} → {asked[k]!r} ({made.relative_to(cfg.run_path)} was made with "
+                            f"{saved[k]!r})" for k, made in refused.items())
+        raise ConfigMismatch(f"{cfg.run_path} holds artifacts made with other settings: {changes}. Start a new run "
+                             "folder (--out / run_dir) for these settings, or delete those artifacts to redo them")
 
 
 def save_config(cfg: Config) -> Path:
@@ -197,7 +223,8 @@ def save_config(cfg: Config) -> Path:
 
 
 def load_run_config(run_dir: str | Path, **overrides) -> Config:
-    """The configuration a run folder was made with (its `config.json`), pointing at that folder."""
+    """The configuration a run folder was made with (its `config.json`), pointing at that folder; `overrides`
+    apply on top (a tunable knob among them is then set, not tuned)."""
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run folder made by `mamc reproduce`?")
@@ -209,6 +236,8 @@ def load_run_config(run_dir: str | Path, **overrides) -> Config:
     profile = values.pop("profile")
     values["run_dir"] = str(Path(run_dir).resolve())
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("tuned") is None:
+        values["tuned"] = untouched(tuple(values["tuned"]), overrides)
     return load_config(profile, **values)
 
 

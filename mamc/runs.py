@@ -43,7 +43,8 @@ assert tuple(METHODS) == METHOD_NAMES, "config.METHODS names the registry's meth
 # Fair tuning: each method with a knob of its own tries the same number of values of it (its grid in the
 # configuration) on the first seed and keeps the one with the best validation R-sum; nothing is chosen on test.
 # τ is shared by every method. Full MAMA takes the values chosen for its parts (the margin of `margin`, the MLP
-# learning rate of `meta`) rather than searching the product of both grids.
+# learning rate of `meta`) rather than searching the product of both grids. A knob the user set (not in
+# `Config.tuned`) is not tuned: every method that has it trains at the value set.
 SEARCHED = {"margin": "margin", "additive": "margin", "meta": "meta_lr"}  # method → its knob
 INHERITED = {"mama": {"margin": "margin", "meta_lr": "meta"}}  # method → {knob: method whose choice it takes}
 GRIDS = {"margin": "margin_sweep", "meta_lr": "meta_lr_sweep"}  # knob → the configuration field listing its values
@@ -65,11 +66,22 @@ def candidates(cfg: Config, knob: str) -> tuple[float, ...]:
     return tuple(v for v in getattr(cfg, GRIDS[knob]) if not (knob == "margin" and v == 0))
 
 
-def tuned_methods(methods: tuple[str, ...] | list[str]) -> list[str]:
-    """The methods whose knob is searched for `methods`: the searched ones among them and those that an
-    inherited knob comes from."""
+def _searched_for(methods: tuple[str, ...] | list[str]) -> list[str]:
+    """The methods with a knob of their own that `methods` need: those among them and those an inherited knob
+    comes from."""
     needed = set(methods) | {src for m in methods for src in INHERITED.get(m, {}).values()}
     return [m for m in SEARCHED if m in needed]
+
+
+def tuned_methods(cfg: Config, methods: tuple[str, ...] | list[str]) -> list[str]:
+    """The methods whose knob is searched on validation for `methods` (their knob left unset by the user)."""
+    return [m for m in _searched_for(methods) if SEARCHED[m] in cfg.tuned]
+
+
+def knob_sources(cfg: Config, method: str) -> dict[str, str]:
+    """How each knob of `method` got its value: "set" by the user, "tuned" on validation, or "configured" (left
+    to tuning with an empty grid: the configuration's value)."""
+    return {k: "set" if k not in cfg.tuned else "tuned" if candidates(cfg, k) else "configured" for k in knobs_of(method)}
 
 
 def tuning_runs(cfg: Config, methods: tuple[str, ...] | list[str] | None = None) -> list[tuple[str, str, Config]]:
@@ -77,7 +89,7 @@ def tuning_runs(cfg: Config, methods: tuple[str, ...] | list[str] | None = None)
     searched method at each candidate value of its knob, first seed."""
     seed = cfg.seeds[0]
     return [(run_name(method, seed, **{knob: v}), method, replace(cfg, **{knob: v}))
-            for method in tuned_methods(cfg.methods if methods is None else methods)
+            for method in tuned_methods(cfg, cfg.methods if methods is None else methods)
             for knob in (SEARCHED[method],) for v in candidates(cfg, knob)]
 
 
@@ -96,12 +108,12 @@ def tuning_results(cfg: Config, methods: tuple[str, ...] | list[str] | None = No
 
 
 def chosen_values(cfg: Config, methods: tuple[str, ...] | list[str] | None = None) -> dict[str, dict[str, float]]:
-    """method → {knob: value chosen on validation} for every method with a knob among `methods` (default
-    `cfg.methods`; the configured value when its grid is empty); inherited knobs are copied from the method that
-    chose them."""
+    """method → {knob: value} for every method with a knob among `methods` (default `cfg.methods`): the value
+    chosen on validation, or the configured one when the user set it (or its grid is empty); inherited knobs are
+    copied from the method that chose them."""
     methods = cfg.methods if methods is None else methods
     table = tuning_results(cfg, methods)
-    chosen = {m: {SEARCHED[m]: getattr(cfg, SEARCHED[m])} for m in tuned_methods(methods)}
+    chosen = {m: {SEARCHED[m]: getattr(cfg, SEARCHED[m])} for m in _searched_for(methods)}
     for row in table[table["chosen"]].itertuples():
         chosen[row.method][row.knob] = float(row.value)
     for method, sources in INHERITED.items():
@@ -154,11 +166,18 @@ def weighted_method(cfg: Config) -> str:
     raise MissingArtifact(f"no meta-weighted method among {cfg.methods}: add mama or meta and run {TRAIN}")
 
 
+def topic_ranking(stats: dict) -> list[str]:
+    """Topics from the most to the least frequent in the training split (ties by name), then the topics only
+    the test split has (by name). Counts decide, never the order of a JSON object's keys (`corpus.json` is written
+    with sorted keys)."""
+    train = stats["splits"]["train"]["topics"]
+    return sorted(train, key=lambda t: (-train[t], t)) + sorted(set(stats["splits"]["test"]["topics"]) - set(train))
+
+
 def topic_groups(cfg: Config) -> dict[str, str]:
-    """"head" for the most frequent training topics holding half the topics, "tail" for the rest."""
-    stats = Run(cfg).read("corpus")
-    ranked = list(stats["splits"]["train"]["topics"])
-    ranked += [t for t in stats["splits"]["test"]["topics"] if t not in ranked]
+    """"head" for the most frequent half of the topics (`topic_ranking`; the smaller half when odd), "tail" for
+    the rest."""
+    ranked = topic_ranking(Run(cfg).read("corpus"))
     half = len(ranked) // 2
     return {t: ("head" if i < half else "tail") for i, t in enumerate(ranked)}
 

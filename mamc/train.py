@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
@@ -40,7 +41,7 @@ from mamc.manifest import write_json
 from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
 from mamc.models import DualEncoder, build_model, normalize_frames
 from mamc.run import Run, deterministic, resolve_device, use_threads
-from mamc.runs import METHODS, Method, run_name
+from mamc.runs import METHODS, Method, knob_sources, load_trained, run_name, topic_groups
 
 
 @dataclass
@@ -120,16 +121,20 @@ class Learner:
         return [p for p in self.model.parameters() if p.requires_grad]
 
 
+def fresh_weighting(cfg: Config, device: torch.device) -> tuple[WeightNet, torch.optim.Optimizer]:
+    """A new weighting MLP (every rank starts from rank 0's weights) and its optimiser."""
+    weight_net = WeightNet(cfg.meta_hidden).to(device)
+    dist.broadcast_params(weight_net)
+    return weight_net, torch.optim.Adam(weight_net.parameters(), lr=cfg.meta_lr, weight_decay=1e-4)
+
+
 def build_learner(cfg: Config, device: torch.device) -> Learner:
     """A fresh model and weighting MLP (every rank starts from rank 0's weights) with their optimisers."""
     model = build_model(cfg).to(device)
     dist.broadcast_params(model)
-    weight_net = WeightNet(cfg.meta_hidden).to(device)
-    dist.broadcast_params(weight_net)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay, fused=True)
-    return Learner(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)), weight_net,
-                   torch.optim.Adam(weight_net.parameters(), lr=cfg.meta_lr, weight_decay=1e-4),
+    return Learner(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)), *fresh_weighting(cfg, device),
                    select_params(model, cfg.meta_params))
 
 
@@ -322,8 +327,49 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                "completed": done >= cfg.steps or plateau, "best": best, "sec_per_step": wall / max(steps_done, 1),
                "world_size": world, "device": str(device), "backend": dist.backend(),
                "margin": cfg.margin if spec.loss != "infonce" else 0.0, "loss": spec.loss, "meta": spec.meta, "vlm": spec.vlm,
+               "knobs": knob_sources(cfg, method),
                **({"meta_lr": cfg.meta_lr, "meta_interval": cfg.meta_interval} if spec.meta else {})}
     if rank == 0:
         write_json(run.path("summary", name), summary)
     dist.barrier()  # every rank returns once the summary is there (tuning reads the summaries next)
     return summary
+
+
+def meta_step_by_hand(cfg: Config, run: str, batch_size: int = 64, steps: int = 1,
+                      seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+    """`steps` bi-level steps of `mamc.meta.meta_step` on one training batch and one meta batch, starting from
+    run `run`'s selected model and a fresh weighting MLP (the model itself is not updated): what notebook 03
+    shows. Returns one row per training pair — its kind (clean or misaligned, head or tail topic), its loss,
+    and its normalised weight before and after — and the meta loss of every step."""
+    device = resolve_device(cfg.device)
+    use_threads(cfg.threads)
+    torch.manual_seed(seed)
+    model = load_trained(cfg, run).train()
+    data = prepare(cfg, model, with_vlm=False, device=device)
+    weight_net, weight_opt = fresh_weighting(cfg, device)
+
+    def batch(rows: list[dict], stream: int):
+        idx, frames = StepBatches(rows, data.cache, cfg.frames, batch_size, batch_size, 0, seed, stream)[0]
+        part = [rows[i] for i in idx]
+        text = text_input(model, [r["caption"] for r in part], data.text_features, device)
+        return part, normalize_frames(frames.to(device)), text
+
+    (part, frames, text), (_, mframes, mtext) = batch(data.train, 0), batch(data.meta, 1)
+
+    def losses_of(m, params, f, t):
+        return batch_losses(m, params, f, t, "infonce", cfg, device)
+
+    with meta_kernels():
+        losses = losses_of(model, None, frames, text)
+    with torch.no_grad():
+        before = sample_weights(weight_net, losses, cfg.normalize_weights)
+    stats = [meta_step(model, weight_net, weight_opt, losses, lambda m, p: losses_of(m, p, mframes, mtext), cfg.virtual_lr,
+                       select_params(model, cfg.meta_params), normalize=cfg.normalize_weights) for _ in range(steps)]
+    with torch.no_grad():
+        after = sample_weights(weight_net, losses, cfg.normalize_weights)
+    groups = topic_groups(cfg)
+    table = pd.DataFrame({
+        "video_id": [r["video_id"] for r in part], "pair": ["clean" if r.get("aligned", True) else "misaligned" for r in part],
+        "topic": [groups.get(r.get("topic"), "?") for r in part], "loss": losses.detach().cpu().numpy(),
+        "weight before": before.cpu().numpy(), "weight after": after.cpu().numpy()})
+    return table.assign(change=table["weight after"] - table["weight before"]), stats

@@ -1,6 +1,8 @@
 """Every notebook step has a CLI twin that works on a fresh run folder, in the notebooks' order."""
 import json
 
+import pytest
+
 from mamc.cli import main
 
 SMALL = ["n_train=48", "n_val=8", "n_test=16", "n_qa=8", "n_topics=4", "methods=infonce,meta,vlm,mama",
@@ -14,12 +16,18 @@ def test_a_fresh_run_folder_through_every_command(tmp_path, capsys):
     assert main(["synth", "--run", str(run), "--profile", "smoke", *params]) == 0
     assert main(["frames", "--run", str(run)]) == 0
     assert main(["caption", "--run", str(run)]) == 0
-    assert (run / "captioner" / "config.json").exists() and (run / "data" / "caption_quality.json").exists()
+    quality = json.loads((run / "data" / "caption_quality.json").read_text())
+    captioned = [json.loads(line) for line in (run / "data" / "captions.jsonl").open()]
+    assert quality["n"] == len(captioned) and set(quality["generated"]) == {"shape", "color", "direction", "size", "all"}
+    assert quality["generated"]["all"] == pytest.approx(100 * sum(r["aligned"] for r in captioned) / len(captioned))
     assert main(["train", "--run", str(run), "--method", "ablation"]) == 0
     assert main(["evaluate", "--run", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["ablation"]) == {"infonce", "meta", "vlm", "mama"} and "QA MC acc" in metrics["ablation"]["mama"]
-    assert (run / "RESULTS.md").exists()
+    assert (run / "RESULTS.md").read_text().startswith("# Results") and "## Retrieval" in (run / "RESULTS.md").read_text()
+    training = (run / "tables" / "training.md").read_text()
+    assert "margin 0.1 (configured), meta_lr 0.001 (tuned)" in training  # mama: an empty margin grid, one meta_lr
+    assert metrics["knobs"]["meta"] == {"meta_lr": {"value": 0.001, "how": "tuned"}}
     assert main(["figures", "--run", str(run)]) == 0
     made = {p.stem for p in (run / "figures").glob("*.png")}
     assert {"caption_accuracy", "captioner_training", "training_curves", "weight_curves", "topic_improvement"} <= made
@@ -58,3 +66,34 @@ def test_caption_shards_of_one_run_folder_run_at_the_same_time(tmp_path):
     videos = {r["video_id"] for r in read_manifest(run / "data" / "manifest.jsonl", "train")}
     assert captioned and sorted(captioned + failed) == sorted(videos)  # each once (captioned, or failed and recorded)
     assert sum("embedded captioner trained" in err for _, err in outcomes) == 1  # once, by whichever came first
+
+
+def test_a_margin_the_user_sets_is_the_margin_that_trains(tmp_path, capsys):
+    """`--param margin=0.3` trains at 0.3 (no tuning run), and the summary says it was set; a folder that held only
+    data took the new steps, and once a run exists a change of a training setting is refused, naming it."""
+    run = tmp_path / "run"
+    assert main(["synth", "--run", str(run), "--profile", "smoke"]) == 0
+    capsys.readouterr()
+    short = ["--param", "steps=2", "--param", "eval_every=2", "--param", "ckpt_every=2"]
+    assert main(["train", "--run", str(run), "--method", "margin", "--param", "margin=0.3", *short]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["name"] == "margin_s0_m0.3" and summary["margin"] == 0.3 and summary["knobs"] == {"margin": "set"}
+    assert [p.name for p in (run / "logs").iterdir()] == ["margin_s0_m0.3"]  # no tuning run
+    assert main(["train", "--run", str(run), "--method", "infonce", "--param", "steps=3"]) == 2
+    assert "steps: 2 → 3 (checkpoints/margin_s0_m0.3 was made with 2)" in capsys.readouterr().err
+
+
+def test_caption_on_a_manifest_without_ground_truth(tmp_path, capsys):
+    """A user's own data (or an ingested public dataset) has no attributes to score captions against: the caption
+    job captions and says nothing of accuracy, instead of failing after the work."""
+    from mamc.manifest import read_manifest, write_jsonl
+
+    run = tmp_path / "run"
+    assert main(["synth", "--run", str(run), "--profile", "smoke", "--param", "n_train=24", "--param", "n_qa=4"]) == 0
+    manifest = run / "data" / "manifest.jsonl"
+    write_jsonl(manifest, [{k: v for k, v in r.items() if k not in ("attributes", "aligned")} for r in read_manifest(manifest)])
+    capsys.readouterr()
+    assert main(["caption", "--run", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["videos"] == 24 and "caption accuracy" not in out
+    assert not (run / "data" / "caption_quality.json").exists()

@@ -53,3 +53,19 @@ def test_the_dose_response_uses_snapshots_of_the_embedded_captioner_only():
     assert load_config("smoke", dose_captioner_steps="1,3,4,9", captioner_steps=4).dose_snapshots == (1, 3)
     assert load_config("smoke", captioner="some/hub-id").dose_snapshots == ()
     assert load_config("paper").dose_snapshots == ()
+
+
+def test_a_knob_the_user_sets_is_not_tuned(tmp_path):
+    """`--param margin=0.3` (or a notebook's overrides) means margin 0.3: only the knobs left unset are tuned, and a
+    run folder's saved choice holds until an override sets another knob."""
+    from mamc.run import load_run_config, save_config
+
+    assert load_config("smoke").tuned == ("margin", "meta_lr")
+    assert load_config("paper").tuned == ("margin", "meta_lr")  # a profile's value is a default, not the user's
+    cfg = load_config("smoke", run_dir=str(tmp_path), margin="0.3")
+    assert cfg.margin == 0.3 and cfg.tuned == ("meta_lr",)
+    save_config(cfg)
+    assert load_run_config(tmp_path).tuned == ("meta_lr",)
+    assert load_run_config(tmp_path, meta_lr="0.01").tuned == ()
+    with pytest.raises(ValueError, match="names knobs that are not tuned"):
+        load_config("smoke", tuned="steps")

@@ -60,17 +60,6 @@ def test_methods_can_be_trained_group_by_group(smoke_cfg):
     assert [s["name"] for s in run_experiments(cfg, ["margin"], sweep=False, progress=False)] == ["margin_s0_m0.2"]
 
 
-def test_a_meta_step_by_hand_moves_the_weights_and_reports_each_pair(smoke_cfg):
-    from mamc.experiments import meta_step_by_hand
-
-    cfg = replace(smoke_cfg, methods=("infonce",), steps=2, eval_every=2, ckpt_every=2)
-    run_experiments(cfg, sweep=False, progress=False)
-    table, stats = meta_step_by_hand(cfg, "infonce_s0", batch_size=16, steps=3)
-    assert len(table) == 16 and set(table["pair"]) <= {"clean", "misaligned"} and set(table["topic"]) <= {"head", "tail"}
-    assert abs(table["weight before"].mean() - 1) < 1e-5 and abs(table["weight after"].mean() - 1) < 1e-5
-    assert table["change"].abs().max() > 0 and len(stats) == 3 and all(s["meta_loss"] > 0 for s in stats)
-
-
 def test_runs_side_by_side_in_worker_processes_give_the_same_results(smoke_cfg, tmp_path):
     from mamc.checkpoint import checkpoint_tensors
 

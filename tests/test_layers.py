@@ -46,3 +46,17 @@ def test_every_module_imports_only_its_own_or_lower_layers():
 def test_reporting_imports_no_trainer():
     for path in (PACKAGE / "report").glob("*.py"):
         assert not {"train", "qa", "experiments"} & {m.split(".")[0] for m in imports(path)}, path.name
+
+
+def test_no_module_imports_itself_through_others():
+    """No cycle, lazy imports included: a cycle hidden inside a function is still one design knot."""
+    graph = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = path.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+        graph[module] = {m for m in imports(path) if m != module}
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in graph.get(start, ()))
+
+    cycles = sorted(m for m in graph if reaches(m, m, {m}))
+    assert not cycles, f"modules on an import cycle: {cycles}"

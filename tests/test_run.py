@@ -26,17 +26,26 @@ def test_environment_records_versions_seeds_and_timings(tmp_path):
     assert env["device"] in ("cpu", "cuda")
 
 
-def test_a_run_folder_with_results_refuses_other_settings(tmp_path):
+def test_a_setting_is_refused_only_where_an_artifact_depends_on_it(tmp_path):
+    """Training settings change freely while the folder holds only data; once a run exists they are refused, naming
+    it. Data settings are refused once the corpus exists. Execution settings, growing lists and the tuned knobs
+    (part of each dependent run's name) change freely."""
     from mamc.run import ConfigMismatch
 
     save_config(load_config("smoke", run_dir=str(tmp_path), steps=5))
-    save_config(load_config("smoke", run_dir=str(tmp_path), steps=6))  # nothing made yet: a new plan is fine
-    (tmp_path / "checkpoints").mkdir()
-    with pytest.raises(ConfigMismatch, match=r"other settings \(margin: 0.1 → 0.3, steps: 6 → 50\); start a new run folder"):
-        save_config(load_config("smoke", run_dir=str(tmp_path), steps=50, margin=0.3))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.jsonl").write_text("")
+    save_config(load_config("smoke", run_dir=str(tmp_path), steps=6))  # only data so far: a new training plan is fine
+    with pytest.raises(ConfigMismatch, match=r"noise_rate: 0.3 → 0.5 \(data/manifest.jsonl was made with 0.3\)"):
+        save_config(load_config("smoke", run_dir=str(tmp_path), steps=6, noise_rate=0.5))
+    (tmp_path / "checkpoints" / "infonce_s0").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "infonce_s0" / "last.json").write_text("{}")
+    with pytest.raises(ConfigMismatch, match=r"steps: 6 → 50 \(checkpoints/infonce_s0 was made with 6\)\. Start a new"):
+        save_config(load_config("smoke", run_dir=str(tmp_path), steps=50))
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 6
-    save_config(load_config("smoke", run_dir=str(tmp_path), steps=6, device="cpu", threads=2, seeds="0,1"))
-    assert json.loads((tmp_path / "config.json").read_text())["seeds"] == [0, 1]
+    save_config(load_config("smoke", run_dir=str(tmp_path), steps=6, device="cpu", threads=2, seeds="0,1", margin=0.3))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["seeds"] == [0, 1] and saved["margin"] == 0.3 and saved["tuned"] == ["meta_lr"]
 
 
 def test_a_run_folder_older_than_a_setting_keeps_what_it_was_made_with(tmp_path):
@@ -48,9 +57,10 @@ def test_a_run_folder_older_than_a_setting_keeps_what_it_was_made_with(tmp_path)
     values = json.loads((tmp_path / "config.json").read_text())
     del values["lr_schedule"]
     (tmp_path / "config.json").write_text(json.dumps(values))
-    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "infonce_s0").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "infonce_s0" / "last.json").write_text("{}")
     assert load_run_config(tmp_path).lr_schedule == "cosine"
-    with pytest.raises(ConfigMismatch, match=r"lr_schedule: 'cosine' → 'constant'"):
+    with pytest.raises(ConfigMismatch, match=r"lr_schedule: 'cosine' → 'constant' \(checkpoints/infonce_s0 was made"):
         save_config(load_config("smoke", run_dir=str(tmp_path)))
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.multiprocessing as mp
+from safetensors.torch import load_file
 
 from mamc import train as trainer
 from mamc.checkpoint import checkpoint_tensors
@@ -87,8 +88,11 @@ def test_logs_and_snapshots_for_the_figures(smoke_cfg):
     scalars = [json.loads(line) for line in (logs / "scalars.jsonl").read_text().splitlines()]
     assert [s["step"] for s in scalars] == [0, 1, 2, 3] and "val/rsum" in scalars[1]
     assert sorted(weight_net_snapshots(cfg, "logs")) == [2, 4]
-    assert (Run(cfg).checkpoints("logs") / "best.safetensors").exists()
     assert summary["best"]["step"] in (2, 4) and summary["margin"] == cfg.margin
+    best = load_file(str(Run(cfg).checkpoints("logs") / "best.safetensors"))  # the weights of the selected step
+    step = checkpoint_tensors(Run(cfg).checkpoints("logs"))  # the weights of the last step
+    assert best.keys() == {k[len("model."):] for k in step if k.startswith("model.")}
+    assert any(not torch.equal(best[k], step[f"model.{k}"]) for k in best) == (summary["best"]["step"] != 4)
 
 
 def test_vlm_method_requires_captions(smoke_cfg, tmp_path):
@@ -223,3 +227,18 @@ def test_meta_batches_are_split_evenly_over_ranks_or_refused():
     assert meta_batch_size(cfg, 30, 4) == 28  # four ranks: 7 each, none short or empty
     with pytest.raises(ValueError, match="meta split has 3 usable row.*fewer than the 4 ranks"):
         meta_batch_size(cfg, 3, 4)
+
+
+def test_a_meta_step_by_hand_moves_the_weights_and_reports_each_pair(smoke_cfg, tmp_path):
+    """Notebook 03's cell: the bi-level step from a trained model and a fresh MLP, pair by pair."""
+    from mamc.train import meta_step_by_hand
+
+    (tmp_path / "data").mkdir()
+    for name in ("videos", "manifest.jsonl", "corpus.json"):
+        (tmp_path / "data" / name).symlink_to(smoke_cfg.data_dir / name)
+    cfg = replace(smoke_cfg, run_dir=str(tmp_path), steps=2, eval_every=2, ckpt_every=2)
+    train(cfg, "infonce", progress=False)
+    table, stats = meta_step_by_hand(cfg, "infonce_s0", batch_size=16, steps=3)
+    assert len(table) == 16 and set(table["pair"]) <= {"clean", "misaligned"} and set(table["topic"]) <= {"head", "tail"}
+    assert abs(table["weight before"].mean() - 1) < 1e-5 and abs(table["weight after"].mean() - 1) < 1e-5
+    assert table["change"].abs().max() > 0 and len(stats) == 3 and all(s["meta_loss"] > 0 for s in stats)

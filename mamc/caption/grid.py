@@ -6,8 +6,16 @@ sees it; the processor's resize then keeps every frame.
 """
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
+
+from mamc.config import Config
+from mamc.data.video import keyframes, probe, read_frames, sample_indices
+
+MAX_CANDIDATE_FRAMES = 64
 
 
 def tile(frames: np.ndarray, rows: int, cols: int, cell: int | None = None) -> np.ndarray:
@@ -47,3 +55,34 @@ def grid_array(frames: np.ndarray, rows: int = 3, cols: int = 4, cell: int | Non
 def video_grid(frames: np.ndarray, rows: int = 3, cols: int = 4, cell: int | None = None) -> Image.Image:
     """The captioning input as an image, what a VLM's processor takes."""
     return Image.fromarray(grid_array(frames, rows, cols, cell))
+
+
+def candidate_frames(path: str | Path, cfg: Config) -> np.ndarray:
+    """Up to 64 evenly spaced frames, resized to the grid's cell height (cells keep the aspect ratio)."""
+    info = probe(path)
+    cell_w = max(1, round(cfg.grid_cell * info.width / max(info.height, 1)))
+    candidates = sample_indices(info.n_frames, min(info.n_frames, MAX_CANDIDATE_FRAMES))
+    return read_frames(path, np.unique(candidates), size=(cfg.grid_cell, cell_w))
+
+
+def keyframe_grid(frames: np.ndarray, cfg: Config) -> Image.Image:
+    """rows·cols keyframes picked evenly among frame-difference peaks, tiled and padded to a square."""
+    return video_grid(frames[keyframes(frames, cfg.grid_rows * cfg.grid_cols)], cfg.grid_rows, cfg.grid_cols)
+
+
+def grid_for_video(path: str | Path, cfg: Config) -> Image.Image:
+    """The captioning input of a video file, remembered in this process: the dose-response captions the same
+    videos with every captioner snapshot, and the captioner's held-out clips are captioned once per snapshot."""
+    return _grid(str(path), cfg.grid_rows, cfg.grid_cols, cfg.grid_cell)
+
+
+@functools.lru_cache(maxsize=8192)  # at most 8,192 grids (of 128 × 128 pixels by default: 400 MB)
+def _grid(path: str, rows: int, cols: int, cell: int) -> Image.Image:
+    cfg = Config(grid_rows=rows, grid_cols=cols, grid_cell=cell)
+    return keyframe_grid(candidate_frames(path, cfg), cfg)
+
+
+def keyframes_for_video(path: str | Path, cfg: Config) -> np.ndarray:
+    """rows·cols keyframes as frames [T, H, W, 3], for video-native checkpoints (`caption_input="frames"`)."""
+    frames = candidate_frames(path, cfg)
+    return frames[keyframes(frames, cfg.grid_rows * cfg.grid_cols)]

@@ -10,17 +10,14 @@ generation settings, grid and seed.
 """
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
-from mamc.caption.grid import video_grid
+from mamc.caption.grid import grid_for_video, keyframes_for_video
 from mamc.caption.vlm import (
     Captioner,
     generate_captions,
@@ -30,47 +27,15 @@ from mamc.caption.vlm import (
     video_seed,
 )
 from mamc.config import Config
+from mamc.data.attributes import ATTRIBUTES, caption_accuracy, parse_attributes
 from mamc.data.prepare import load_rows
-from mamc.data.synthetic import ATTRIBUTES, parse_attributes
-from mamc.data.video import VideoError, keyframes, probe, read_frames, sample_indices
+from mamc.data.video import VideoError
 from mamc.lock import locked, part_lock
 from mamc.manifest import append_jsonl, iter_jsonl, update_failures, write_json
 from mamc.pool import in_parallel
 from mamc.run import Run, resolve_device
 
-MAX_CANDIDATE_FRAMES = 64
 MAX_RESAMPLES = 5
-
-
-def candidate_frames(path: str | Path, cfg: Config) -> np.ndarray:
-    """Up to 64 evenly spaced frames, resized to the grid's cell height (cells keep the aspect ratio)."""
-    info = probe(path)
-    cell_w = max(1, round(cfg.grid_cell * info.width / max(info.height, 1)))
-    candidates = sample_indices(info.n_frames, min(info.n_frames, MAX_CANDIDATE_FRAMES))
-    return read_frames(path, np.unique(candidates), size=(cfg.grid_cell, cell_w))
-
-
-def keyframe_grid(frames: np.ndarray, cfg: Config) -> Image.Image:
-    """rows·cols keyframes picked evenly among frame-difference peaks, tiled and padded to a square."""
-    return video_grid(frames[keyframes(frames, cfg.grid_rows * cfg.grid_cols)], cfg.grid_rows, cfg.grid_cols)
-
-
-def grid_for_video(path: str | Path, cfg: Config) -> Image.Image:
-    """The captioning input of a video file, remembered in this process: the dose-response captions the same
-    videos with every captioner snapshot, and the captioner's held-out clips are captioned once per snapshot."""
-    return _grid(str(path), cfg.grid_rows, cfg.grid_cols, cfg.grid_cell)
-
-
-@functools.lru_cache(maxsize=8192)  # at most 8,192 grids (of 128 × 128 pixels by default: 400 MB)
-def _grid(path: str, rows: int, cols: int, cell: int) -> Image.Image:
-    cfg = Config(grid_rows=rows, grid_cols=cols, grid_cell=cell)
-    return keyframe_grid(candidate_frames(path, cfg), cfg)
-
-
-def keyframes_for_video(path: str | Path, cfg: Config) -> np.ndarray:
-    """rows·cols keyframes as frames [T, H, W, 3], for video-native checkpoints (`caption_input="frames"`)."""
-    frames = candidate_frames(path, cfg)
-    return frames[keyframes(frames, cfg.grid_rows * cfg.grid_cols)]
 
 
 def output_path(cfg: Config, shard: int, num_shards: int) -> Path:
@@ -233,8 +198,6 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
 def caption_quality(cfg: Config) -> dict | None:
     """Accuracy of the generated captions against the corpus's ground truth, attribute by attribute, written to
     `data/caption_quality.json`; None for a dataset without ground truth (every public one)."""
-    from mamc.data.synthetic import caption_accuracy
-
     truth = {r["video_id"]: r["attributes"] for r in load_rows(cfg, "train") if "attributes" in r}
     if not truth:
         return None

@@ -19,10 +19,9 @@ from tqdm.auto import tqdm
 
 from mamc import distributed as dist
 from mamc.caption.corpus import captioner_corpus, clip_path
-from mamc.caption.grid import grid_array
-from mamc.caption.jobs import candidate_frames, grid_for_video
+from mamc.caption.grid import candidate_frames, grid_array, grid_for_video
 from mamc.caption.vlm import generate_captions, load_captioner, video_seed
-from mamc.data.synthetic import ATTRIBUTES, caption_accuracy
+from mamc.data.attributes import ATTRIBUTES, caption_accuracy
 from mamc.data.video import sample_indices
 from mamc.manifest import write_json
 from mamc.run import Run, use_threads

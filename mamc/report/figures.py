@@ -92,7 +92,7 @@ def _captioner_training(cfg: Config):
 
 def _caption_examples(cfg: Config, n: int = 4):
     """Keyframe grids of the first captioned training videos with their VLM, original and true captions."""
-    from mamc.caption.jobs import grid_for_video
+    from mamc.caption.grid import grid_for_video
 
     if not Run(cfg).caption_files():
         return None
@@ -104,7 +104,7 @@ def _caption_examples(cfg: Config, n: int = 4):
 
 
 def _real_clip_captions(cfg: Config):
-    from mamc.caption.jobs import grid_for_video
+    from mamc.caption.grid import grid_for_video
 
     path = Run(cfg).path("real clip captions")
     if not path.exists():

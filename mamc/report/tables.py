@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mamc.config import REPO_ROOT, Config
+from mamc.config import REPO_ROOT, TUNABLE, Config
+from mamc.data.attributes import ATTRIBUTES, retrieval_ceiling
 from mamc.data.prepare import load_rows
-from mamc.data.synthetic import ATTRIBUTES, retrieval_ceiling
 from mamc.evaluate import mean_ci
 from mamc.manifest import write_json, write_text
 from mamc.report.claims import claims_table
@@ -22,6 +22,8 @@ from mamc.runs import (
     ablation_runs,
     chosen_values,
     dose_runs,
+    knob_sources,
+    knobs_of,
     sweep_runs,
     tuning_results,
     weighted_samples,
@@ -186,26 +188,37 @@ def dose_response(cfg: Config) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def knob_values(cfg: Config) -> dict[str, dict[str, dict]]:
+    """method → {knob: {"value", "how"}}: each knob's value and whether it was tuned on validation or set."""
+    chosen = chosen_values(cfg)
+    return {m: {k: {"value": chosen[m][k], "how": how} for k, how in knob_sources(cfg, m).items()}
+            for m in cfg.methods if knobs_of(m)}
+
+
 def training_table(cfg: Config) -> pd.DataFrame:
-    """Per method: the selected (best-on-validation) step and the last step, mean over seeds, and how many runs
-    ended at their plateau rather than at the step limit."""
+    """Per method: its knobs (each tuned or set), the selected (best-on-validation) step and the last step, mean
+    over seeds, and how many runs ended at their plateau rather than at the step limit. Timings are not results:
+    they are in the summaries and `environment.json`."""
     run, rows = Run(cfg), []
     for name, method, _ in ablation_runs(cfg):
         s = run.read("summary", name)
         rows.append({"method": method, "selected step": s["best"]["step"], "last step": s.get("last_step", s["steps"]),
-                     "plateau": bool(s.get("plateau")), "val rsum": s["best"]["val/rsum"], "s/step": s["sec_per_step"]})
+                     "plateau": bool(s.get("plateau")), "val rsum": s["best"]["val/rsum"]})
     df = pd.DataFrame(rows).groupby("method", sort=False)
-    out = df[["selected step", "last step", "val rsum", "s/step"]].mean().round({"selected step": 0, "last step": 0,
-                                                                                 "val rsum": 1, "s/step": 4})
-    return out.assign(**{"runs at plateau": df["plateau"].sum().astype(int).astype(str) + "/" + df.size().astype(str)})
+    out = df[["selected step", "last step", "val rsum"]].mean().round({"selected step": 0, "last step": 0, "val rsum": 1})
+    knobs = knob_values(cfg)
+    shown = {m: ", ".join(f"{k} {v['value']:g} ({v['how']})" for k, v in knobs.get(m, {}).items()) or "—" for m in out.index}
+    return out.assign(**{"runs at plateau": df["plateau"].sum().astype(int).astype(str) + "/" + df.size().astype(str)}
+                      ).assign(knobs=[shown[m] for m in out.index])
 
 
 def tuning_caption(cfg: Config) -> str:
     inherited = "; ".join(f"`{m}` takes " + ", ".join(f"{k} from `{src}`" for k, src in knobs.items())
                           for m, knobs in INHERITED.items() if m in cfg.methods)
+    fixed = ", ".join(f"{k} = {getattr(cfg, k):g}" for k in TUNABLE if k not in cfg.tuned)
     return (f"Tuning on validation, seed {cfg.seeds[0]}: each method with a knob of its own tries the same number of "
             f"values and keeps the best validation R-sum (nothing is chosen on test); τ = {cfg.temperature:g} is shared. "
-            f"{inherited}.")
+            f"{inherited}." + (f" Set by the user, not tuned: {fixed}." if fixed else ""))
 
 
 def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
@@ -225,7 +238,7 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
                "runs": results.to_dict(orient="records"),
                "ablation": {m: {r["metric"]: {k: r[k] for k in ("mean", "std", "lo", "hi", "n")} for _, r in g.iterrows()}
                             for m, g in agg.groupby("method", sort=False)},
-               "margin_sweep": sweep.to_dict(orient="records"), "chosen": chosen_values(cfg)}
+               "margin_sweep": sweep.to_dict(orient="records"), "chosen": chosen_values(cfg), "knobs": knob_values(cfg)}
     kit = paper_column(metrics)
     for other in compare:
         kit.update(paper_column(json.loads((Path(other) / "metrics.json").read_text())))

@@ -4,8 +4,9 @@ import hashlib
 from dataclasses import replace
 
 from mamc.caption.corpus import captioner_corpus, clip_path
+from mamc.data.attributes import ATTRIBUTES, parse_attributes
 from mamc.data.prepare import load_rows
-from mamc.data.synthetic import ATTRIBUTES, parse_attributes, topic_names
+from mamc.data.synthetic import topic_names
 
 
 def _digest(path):

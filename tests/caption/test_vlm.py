@@ -1,5 +1,6 @@
 """The captioner loads through the Auto classes from a `save_pretrained` folder and generates in batches;
 caption jobs are resumable, never duplicate, and record failures."""
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 import mamc.caption.jobs as jobs
-from mamc.caption.jobs import caption_videos, finished_ids, grid_for_video, output_path
+from mamc.caption.grid import grid_for_video
+from mamc.caption.jobs import caption_videos, finished_ids, output_path
 from mamc.caption.tiny import build_captioner
 from mamc.caption.vlm import clean_caption, generate_captions, load_captioner, video_backend_available
 from mamc.manifest import read_manifest
@@ -201,7 +203,7 @@ def test_the_captioner_is_trained_when_missing_and_never_retrained_under_existin
     assert all(set(a) == {"shape", "color", "direction", "size", "all"} for a in info["heldout_accuracy"].values())
     assert [p.name for p in sorted(tmp_path.glob("captioner*")) if p.is_dir()] == [
         "captioner", "captioner_corpus", "captioner_step1", "captioner_step2"]
-    assert (tmp_path / "captioner" / "training.json").exists()
+    assert json.loads((tmp_path / "captioner" / "training.json").read_text())["heldout_accuracy"] == info["heldout_accuracy"]
     assert ensure_captioner(cfg, progress=False) is None
     assert ensure_captioner(cfg, model="some/hub-id") is None
     output_path(cfg, 0, 1).write_text('{"video_id": "x"}\n')

@@ -2,6 +2,7 @@
 import pytest
 
 from mamc.config import load_config
+from mamc.manifest import read_manifest
 from mamc.run import MissingArtifact
 
 
@@ -12,7 +13,8 @@ def test_public_dataset_runs_require_an_ingested_manifest(tmp_path):
     with pytest.raises(MissingArtifact, match="mamc ingest <dataset>"):
         prepare_corpus(cfg)
     smoke = load_config("smoke", run_dir=str(tmp_path / "s"), n_train=16, n_val=4, n_test=8, n_qa=4, n_meta_per_topic=1)
-    assert prepare_corpus(smoke).exists()
+    rows = read_manifest(prepare_corpus(smoke))  # the embedded corpus is generated instead
+    assert sum(r["split"] == "train" for r in rows) == 16 and sum(r["split"] == "test" for r in rows) == 8
 
 
 def test_an_ingested_dataset_gets_its_statistics_and_data_card(tmp_path):

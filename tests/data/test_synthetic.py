@@ -5,7 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mamc.data.synthetic import COLORS, generate_corpus, render, sample_attributes, zipf_probs
+from mamc.data.attributes import COLORS
+from mamc.data.synthetic import generate_corpus, render, sample_attributes, zipf_probs
 from mamc.manifest import read_manifest
 
 
@@ -87,7 +88,8 @@ def test_qa_answers_come_from_ground_truth(smoke_cfg):
 
 
 def test_parse_attributes_reads_every_template_back():
-    from mamc.data.synthetic import ATTRIBUTES, describe, parse_attributes
+    from mamc.data.attributes import ATTRIBUTES, parse_attributes
+    from mamc.data.synthetic import describe
 
     rng = np.random.default_rng(1)
     for _ in range(200):
@@ -126,7 +128,7 @@ def test_synth_never_writes_over_an_ingested_dataset(smoke_cfg, tmp_path):
 
 
 def test_retrieval_ceiling_counts_the_clips_a_caption_cannot_tell_apart():
-    from mamc.data.synthetic import retrieval_ceiling
+    from mamc.data.attributes import retrieval_ceiling
 
     def clip(vid, size, caption, change=None):
         attrs = {"shape": "circle", "color": "red", "direction": "left", "size": size, "change_to": change}
