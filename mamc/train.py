@@ -184,6 +184,20 @@ def training_step(learner: Learner, spec: Method, cfg: Config, device: torch.dev
     return losses, weights, scalars
 
 
+LOG_FILES = (Path("samples.csv"), Path("scalars.jsonl"))  # in logs/<run>/, appended at each checkpoint
+
+
+def commit_progress(learner: Learner, ckpt: Path, logs: Path, step: int, extra: dict, samples: list[dict],
+                    scalars: list[dict]) -> None:
+    """What a checkpoint makes durable: the logs since the last one appended, the weighting MLP's snapshot (notebook
+    04's curves), then the checkpoint itself, whose record holds the logs' lengths (a resume cuts them back)."""
+    append_csv(logs / "samples.csv", samples, SAMPLE_FIELDS)
+    write_scalars(logs, scalars)
+    save_weights(ckpt / f"weight_net_step{step:06d}.safetensors", learner.weight_net)
+    save_checkpoint(ckpt, step, learner.model, learner.opt, learner.sched, learner.weight_net, learner.weight_opt,
+                    extra, logs=log_lengths([logs / f for f in LOG_FILES]))
+
+
 def validate(model, data: TrainingData, cfg: Config, device) -> dict[str, float]:
     v, t, owner = embed_rows(model, data.val, data.cache, cfg, data.text_features, device)
     res = video_text_retrieval(t @ v.T, owner)
@@ -244,11 +258,10 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         load_checkpoint(ckpt, model, learner.opt, learner.sched, weight_net, learner.weight_opt)
         start, best, plateau = record["step"], record["extra"]["best"], record["extra"].get("plateau", False)
         watch = record["extra"].get("watch", {})
-    log_files = [logs / "samples.csv", logs / "scalars.jsonl"]
     if rank == 0:
         # Logs written after the checkpoint being resumed (or by a run killed before its first) are cut away.
         logs.mkdir(parents=True, exist_ok=True)
-        cut_logs(logs, record.get("logs", {}) if record else dict.fromkeys((p.name for p in log_files), 0))
+        cut_logs(logs, record.get("logs", {}) if record else dict.fromkeys((p.name for p in LOG_FILES), 0))
         if start:
             write_scalars_csv(logs)
     writer = SummaryWriter(str(logs / "tb"), purge_step=start or None) if rank == 0 else None
@@ -304,11 +317,8 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
             if (done % cfg.ckpt_every == 0 or done == cfg.steps or plateau
                     or (stop_after is not None and steps_done >= stop_after)):
                 if rank == 0:
-                    append_csv(logs / "samples.csv", sample_log, SAMPLE_FIELDS)
-                    write_scalars(logs, scalar_log)
-                    save_weights(ckpt / f"weight_net_step{done:06d}.safetensors", weight_net)
-                    save_checkpoint(ckpt, done, model, learner.opt, learner.sched, weight_net, learner.weight_opt,
-                                    {"best": best, "watch": watch, "plateau": plateau}, logs=log_lengths(log_files))
+                    commit_progress(learner, ckpt, logs, done, {"best": best, "watch": watch, "plateau": plateau},
+                                    sample_log, scalar_log)
                 sample_log, scalar_log = [], []
             if plateau:
                 break

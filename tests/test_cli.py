@@ -10,6 +10,7 @@ SMALL = ["n_train=48", "n_val=8", "n_test=16", "n_qa=8", "n_topics=4", "methods=
          "batch_size=8", "meta_batch_size=8"]
 
 
+@pytest.mark.slow
 def test_a_fresh_run_folder_through_every_command(tmp_path, capsys):
     run = tmp_path / "run"
     params = [arg for kv in SMALL for arg in ("--param", kv)]
@@ -44,6 +45,7 @@ def test_settings_of_a_finished_run_cannot_be_changed_behind_its_back(tmp_path, 
     assert json.loads((run / "config.json").read_text())["noise_rate"] == 0.3
 
 
+@pytest.mark.slow
 def test_caption_shards_of_one_run_folder_run_at_the_same_time(tmp_path):
     """Two `mamc caption --shard i --num-shards 2` started together on a fresh folder: one trains the embedded
     captioner while the other waits for it, then each captions its half; every training video once."""
@@ -83,6 +85,7 @@ def test_a_margin_the_user_sets_is_the_margin_that_trains(tmp_path, capsys):
     assert "steps: 2 → 3 (checkpoints/margin_s0_m0.3 was made with 2)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_caption_on_a_manifest_without_ground_truth(tmp_path, capsys):
     """A user's own data (or an ingested public dataset) has no attributes to score captions against: the caption
     job captions and says nothing of accuracy, instead of failing after the work."""

@@ -29,6 +29,7 @@ def _fail_on_rank_one(out_dir: str) -> None:
         raise
 
 
+@pytest.mark.slow
 def test_ranks_share_objects_sums_and_averaged_gradients(tmp_path):
     dist.on_ranks(_share, (str(tmp_path),), world=2)
     for rank in (0, 1):
@@ -37,6 +38,7 @@ def test_ranks_share_objects_sums_and_averaged_gradients(tmp_path):
         assert all(torch.equal(g, torch.full_like(g, 1.5)) for g in got["grads"])
 
 
+@pytest.mark.slow
 def test_a_failing_rank_ends_the_group_and_its_error_is_raised_here(tmp_path):
     """The error shown is the cause (rank 1's), not rank 0's lost connection that follows from it."""
     with pytest.raises(RuntimeError, match=r"(?s)rank1 failed first.*rank one gives up"):
@@ -58,6 +60,7 @@ def _hand_over(out_dir: str) -> None:
     torch.save({"flag": dist.from_rank0(dist.rank() == 0)}, f"{out_dir}/rank{dist.rank()}.pt")
 
 
+@pytest.mark.slow
 def test_rank_zeros_decision_reaches_every_rank(tmp_path):
     dist.on_ranks(_hand_over, (str(tmp_path),), world=2)
     assert [torch.load(tmp_path / f"rank{r}.pt")["flag"] for r in (0, 1)] == [True, True]
@@ -72,6 +75,7 @@ def _wrong_device() -> None:
     tdist.barrier()
 
 
+@pytest.mark.slow
 def test_a_collective_given_a_tensor_on_another_device_fails():
     dist.on_ranks(_wrong_device, (), world=2)
 

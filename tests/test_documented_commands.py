@@ -106,6 +106,7 @@ class Lab:
         return self.root / relative
 
 
+@pytest.mark.slow
 def test_paper_path_shards_torchrun_notebooks_then_didemo_and_the_comparison(files, tmp_path):
     """§2 and §3 as a lab runs them: MSR-VTT and MSRVTT-QA ingested; frames, four caption shards at once on one
     folder, the ablation under torchrun (every method, its tuning runs first), the notebooks reading it all back
@@ -153,6 +154,7 @@ def test_paper_path_shards_torchrun_notebooks_then_didemo_and_the_comparison(fil
     assert kit["MSR-VTT"] and kit["MSRVTT-QA"] and kit["DiDeMo"]  # the compared folder fills its row
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_at_tiny_shapes_on_the_cpu(files, tmp_path):
     """§5's GPU check, the same command at tiny shapes: each part measures what it says and writes both files."""
     lab = Lab(tmp_path, files)

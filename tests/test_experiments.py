@@ -4,12 +4,15 @@ every run and QA results for the ablation's."""
 import json
 from dataclasses import replace
 
+import pytest
 import torch
 
 from mamc.experiments import evaluate_all, run_experiments
 from mamc.manifest import read_manifest
 from mamc.run import Run
 from mamc.runs import ablation_runs, chosen_values, sweep_runs, tuning_results
+
+pytestmark = pytest.mark.slow
 
 
 def test_ablation_and_sweep_train_each_run_once_and_evaluate_all(smoke_cfg):

@@ -26,6 +26,7 @@ def smoke_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_run_folder_holds_every_artifact_of_the_contract(smoke_run):
     names = sorted(p.name for p in (smoke_run / "notebooks").glob("*.ipynb"))
     assert [n[:2] for n in names] == ["01", "02", "03", "04", "05"]
@@ -64,6 +65,7 @@ def copied_run(smoke_run, tmp_path):
     return Path(shutil.copytree(smoke_run, tmp_path / "run", symlinks=True))
 
 
+@pytest.mark.slow
 def test_rerun_figures_and_tables_from_saved_artifacts(smoke_run, copied_run):
     """Notebooks 04 and 05 rebuild every figure and table from the saved artifacts alone: the same pictures and
     tables, pixel for pixel and byte for byte."""
@@ -78,6 +80,7 @@ def test_rerun_figures_and_tables_from_saved_artifacts(smoke_run, copied_run):
     assert len(env["wall_time_s"]) == 5  # the first three notebooks' times kept beside the new ones
 
 
+@pytest.mark.slow
 def test_figures_command_rebuilds_from_the_run_folder(smoke_run, copied_run):
     (copied_run / "figures" / "margin_sweep.png").unlink()
     out = subprocess.run([sys.executable, "-m", "mamc", "figures", "--run", str(copied_run)], capture_output=True, text=True)
@@ -97,6 +100,7 @@ def test_unknown_parameters_are_errors():
         parse_params(["steps=many"], declared)
 
 
+@pytest.mark.slow
 def test_failure_names_notebook_and_cell_and_keeps_partial_output(tmp_path):
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()

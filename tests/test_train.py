@@ -122,6 +122,7 @@ def _worker(rank, world, port, cfg, method, name):
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["margin", "meta"])
 def test_two_process_gloo_matches_one_process(smoke_cfg, method):
     cfg = replace(smoke_cfg, steps=3, ckpt_every=3, eval_every=100, device="cpu")
@@ -188,6 +189,7 @@ def captioned_cfg(smoke_cfg, tmp_path_factory):
     return replace(smoke_cfg, run_dir=str(run))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_under_bfloat16_autocast_on_the_cpu(captioned_cfg, method, monkeypatch):
     """The CUDA code path on the CPU: every encoder forward of a step, the meta step's virtual model included,

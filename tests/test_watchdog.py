@@ -1,11 +1,12 @@
 """Headless runs never hang: the watchdog stops a cell without a sign of life, names it, and keeps the partial
 notebook; a busy cell is left alone."""
-
 import nbformat
 import pytest
 
 from mamc.reproduce import ReproduceError, reproduce
 from mamc.watchdog import Limits
+
+pytestmark = pytest.mark.slow
 
 FAST = Limits(idle=3, reply=3, poll=0.5)
 

@@ -13,6 +13,7 @@ from mamc.caption.tiny import build_captioner, pixel_values, pretrain_vision, tr
 from mamc.manifest import write_json
 
 
+@pytest.mark.slow
 def test_stage_one_teaches_the_vision_tower_the_attributes(smoke_cfg):
     """A few dozen steps of attribute cross-entropy on a handful of grids lower the loss well below chance."""
     colours = {"red": (230, 40, 40), "blue": (50, 90, 240)}
@@ -36,6 +37,7 @@ def test_the_vision_stage_sees_exactly_what_the_processor_would_give():
         pixel_values(processor.image_processor, grids[:, :64])
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_captioner_that_one_process_trains(smoke_cfg, tmp_path):
     """Data parallelism changes who computes what, not what is learnt: each process takes half of every batch,
     every example keeps its own augmentation draws, and the gradient is the whole batch's. Both stages on two
@@ -56,6 +58,7 @@ def test_two_processes_train_the_captioner_that_one_process_trains(smoke_cfg, tm
     assert b["heldout_accuracy"].keys() == {"2", "4"}
 
 
+@pytest.mark.slow
 def test_a_captioner_killed_while_being_measured_is_measured_on_the_next_call(smoke_cfg, tmp_path):
     """The captioner is saved with its training record in one rename; the held-out measurement follows. A kill
     between the two leaves a captioner whose record lacks the accuracy: the next call measures it, and trains

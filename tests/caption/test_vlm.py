@@ -192,6 +192,7 @@ def read_manifest_rows(path):
     return [r for _, r in iter_jsonl(path)]
 
 
+@pytest.mark.slow
 def test_the_captioner_is_trained_when_missing_and_never_retrained_under_existing_captions(smoke_cfg, tmp_path):
     from mamc.caption.jobs import ensure_captioner
 
@@ -243,6 +244,7 @@ def test_long_captions_are_resampled_and_recorded(smoke_cfg, tiny_checkpoint, mo
     assert len(seeds) == 1 + 1 + 5 and len({s for batch in seeds for s in batch}) == 3 + 1 + 5
 
 
+@pytest.mark.slow
 def test_every_captioner_on_parallel_shards_writes_what_one_process_writes(smoke_cfg, tiny_checkpoint, tmp_path,
                                                                           monkeypatch):
     """The caption job of notebook 02 (the captioner and its dose-response snapshots, on `parallel_runs`
