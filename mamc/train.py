@@ -110,15 +110,12 @@ class Learner:
     optimiser, and the parameters the virtual step of the meta update moves."""
 
     model: DualEncoder
+    trainable: list[torch.nn.Parameter]  # listed once: walking a frozen text backbone's modules every step costs ms
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     weight_net: WeightNet
     weight_opt: torch.optim.Optimizer
     virtual_params: dict[str, torch.Tensor]
-
-    @property
-    def trainable(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
 
 
 def fresh_weighting(cfg: Config, device: torch.device) -> tuple[WeightNet, torch.optim.Optimizer]:
@@ -132,10 +129,10 @@ def build_learner(cfg: Config, device: torch.device) -> Learner:
     """A fresh model and weighting MLP (every rank starts from rank 0's weights) with their optimisers."""
     model = build_model(cfg).to(device)
     dist.broadcast_params(model)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay, fused=True)
-    return Learner(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)), *fresh_weighting(cfg, device),
-                   select_params(model, cfg.meta_params))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    return Learner(model, trainable, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)),
+                   *fresh_weighting(cfg, device), select_params(model, cfg.meta_params))
 
 
 def batch_losses(model: DualEncoder, params: dict | None, frames: torch.Tensor, text, loss: str, cfg: Config,
