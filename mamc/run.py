@@ -262,6 +262,8 @@ def environment(cfg: Config, timings: dict[str, float] | None = None) -> dict:
         "profile": cfg.profile, "seed": cfg.seed, "seeds": list(cfg.seeds), "device": str(device),
         "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
         "torch_threads": cfg.threads or torch.get_num_threads(), "python": platform.python_version(),
+        # Float rounding follows the CPU's vector instructions: runs are bit-identical on machines of one capability.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "platform": platform.platform(),
         "git_revision": git_revision(), "packages": versions, "wall_time_s": timings or {},
     }

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from mamc.config import load_config
 from mamc.run import environment, load_run_config, save_config
@@ -23,7 +24,7 @@ def test_config_round_trip_and_stale_fields(tmp_path):
 def test_environment_records_versions_seeds_and_timings(tmp_path):
     env = environment(load_config("smoke", run_dir=str(tmp_path)), {"01_x.ipynb": 1.5})
     assert env["packages"]["torch"] and env["seeds"] == [0] and env["wall_time_s"] == {"01_x.ipynb": 1.5}
-    assert env["device"] in ("cpu", "cuda")
+    assert env["device"] in ("cpu", "cuda") and env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_a_setting_is_refused_only_where_an_artifact_depends_on_it(tmp_path):
