@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from mamc.config import PROFILES, Config, load_config, parse_overrides
@@ -74,14 +75,20 @@ def cmd_frames(args) -> int:
 
 def cmd_caption(args) -> int:
     from mamc.caption.jobs import caption_quality, caption_videos, ensure_captioner
+    from mamc.distributed import launch_rank, launched, local_device
+    from mamc.run import resolve_device
 
     cfg = _run_config(args)
+    shard, num_shards = args.shard, args.num_shards
+    if launched() and num_shards == 1:  # under torchrun each rank captions its shard of the videos, on its own GPU;
+        shard, num_shards = launch_rank()  # no process group: the shards never talk (and the captioner trains alone)
+        cfg = replace(cfg, device=str(local_device(resolve_device(cfg.device))))
     if ensure_captioner(cfg, args.model) is not None:
         print(f"embedded captioner trained (or its measurement finished) by this job: {cfg.run_path / 'captioner'}",
               file=sys.stderr)
-    stats = caption_videos(cfg, model=args.model, shard=args.shard, num_shards=args.num_shards, limit=args.limit)
+    stats = caption_videos(cfg, model=args.model, shard=shard, num_shards=num_shards, limit=args.limit)
     print(json.dumps(stats, indent=2))
-    quality = caption_quality(cfg) if args.num_shards == 1 and not args.limit else None
+    quality = caption_quality(cfg) if num_shards == 1 and not args.limit else None
     if quality is not None:  # None: the dataset has no ground truth to score captions against
         print(json.dumps({"caption accuracy (%)": quality["generated"]}))
     return 0

@@ -55,14 +55,19 @@ def launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def launch_rank() -> tuple[int, int]:
+    """(rank, world size) given by the launcher (`launched`): the share of a job split by ranks that this process
+    takes."""
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+
+
 def device() -> torch.device:
     """The device that this process computes on and hands to collectives (set by `init_from_env`)."""
     return _DEVICE
 
 
-def init_from_env(device: torch.device) -> torch.device:
-    """Join the process group when launched by torchrun (`launched`): NCCL on CUDA, gloo on CPU. Returns the
-    process's device: on CUDA without an index, `cuda:LOCAL_RANK` (made current, so that NCCL and every
+def local_device(device: torch.device) -> torch.device:
+    """This process's device: on CUDA without an index, `cuda:LOCAL_RANK` (made current, so that NCCL and every
     `.cuda()` use it; without this every rank would compute on GPU 0)."""
     global _DEVICE
     if device.type == "cuda" and device.index is None:
@@ -70,6 +75,13 @@ def init_from_env(device: torch.device) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     _DEVICE = device
+    return device
+
+
+def init_from_env(device: torch.device) -> torch.device:
+    """Join the process group when launched by torchrun (`launched`): NCCL on CUDA, gloo on CPU. Returns the
+    process's device (`local_device`)."""
+    device = local_device(device)
     if launched() and not is_distributed():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device

@@ -100,3 +100,25 @@ def test_caption_on_a_manifest_without_ground_truth(tmp_path, capsys):
     out = capsys.readouterr().out
     assert json.loads(out)["videos"] == 24 and "caption accuracy" not in out
     assert not (run / "data" / "caption_quality.json").exists()
+
+
+@pytest.mark.slow
+def test_caption_under_torchrun_gives_each_rank_its_shard(tmp_path):
+    """`torchrun --nproc_per_node 2 -m mamc -- caption`, launched the way training is: each rank captions its shard
+    (before, both captioned every video into one file, and every caption entered training twice)."""
+    import subprocess
+    import sys
+
+    from mamc.manifest import read_manifest
+
+    run = tmp_path / "run"
+    assert main(["synth", "--run", str(run), "--profile", "smoke", "--param", "n_train=24", "--param", "n_qa=4"]) == 0
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                           "mamc", "--", "caption", "--run", str(run)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = sorted((run / "data").glob("captions*.jsonl"))
+    assert [f.name for f in files] == ["captions.shard000of002.jsonl", "captions.shard001of002.jsonl"]
+    failed = [json.loads(line)["video_id"] for f in (run / "data").glob("caption_failures*") for line in f.open()]
+    captioned = [r["video_id"] for f in files for r in read_manifest(f)]
+    videos = {r["video_id"] for r in read_manifest(run / "data" / "manifest.jsonl", "train")}
+    assert sorted(captioned + failed) == sorted(videos)
