@@ -62,7 +62,7 @@ def launch_rank() -> tuple[int, int]:
 
 
 def device() -> torch.device:
-    """The device that this process computes on and hands to collectives (set by `init_from_env`)."""
+    """The device that this process computes on and hands to collectives (set by `local_device`)."""
     return _DEVICE
 
 
@@ -96,8 +96,10 @@ def _on_device(*tensors: Tensor) -> None:
 
 def barrier() -> None:
     """Wait for every rank, e.g. before one rank reads what another has written."""
-    if is_distributed():
-        dist.barrier(device_ids=[_DEVICE.index]) if _DEVICE.type == "cuda" else dist.barrier()
+    if is_distributed() and _DEVICE.type == "cuda":
+        dist.barrier(device_ids=[_DEVICE.index])
+    elif is_distributed():
+        dist.barrier()
 
 
 def gather(x: Tensor) -> Tensor:

@@ -230,13 +230,20 @@ def caption_throughput(device: torch.device, shape: dict, batches: list[int], ce
     return rows
 
 
+def _ranks(device: torch.device) -> int:
+    """How many torchrun processes the documented lines get here: one per GPU (the tests' two on the CPU)."""
+    return max(1, min(2, torch.cuda.device_count())) if device.type == "cuda" else 2
+
+
 def dry_run_on(device: torch.device, timeout: int = 1800) -> dict:
     """Part 5: the paper path of the documentation (ingest, frames, caption shards, torchrun, all five notebooks)
-    on this device, shrunk, as the test suite runs it on the CPU."""
+    on this device, shrunk, as the test suite runs it on the CPU; torchrun starts one process per GPU (at most
+    two), since a rank past the GPUs present would have no device."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                            "tests/test_documented_commands.py", "-k", "paper"], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "MAMC_TEST_DEVICE": str(device)})
+                          text=True, timeout=timeout, env={**os.environ, "MAMC_TEST_DEVICE": str(device),
+                                                           "MAMC_TEST_NPROC": str(_ranks(device))})
     return {"returncode": done.returncode, "seconds": time.perf_counter() - start,
             "output_tail": (done.stdout + done.stderr)[-3000:]}
 

@@ -10,7 +10,7 @@ than 0 (part of the same job).
 Shards of one job run side by side (`mamc caption --shard i --num-shards N`, one process per GPU): each holds the
 folder's lock *shared* and the lock of its own part (`RUN/.lock.<part>`) exclusively. Shards then exclude every
 whole-folder job and a second process on the same shard, but not each other. What several shards would each make
-once, if missing (the embedded captioner), is made under `part_lock(..., wait=True)`: one makes it, the others
+once, if missing (the embedded captioner), is made under `part_lock`, which waits: one makes it, the others
 wait and find it made.
 """
 from __future__ import annotations
