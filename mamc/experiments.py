@@ -13,7 +13,7 @@ from mamc.config import Config
 from mamc.data.loaders import usable_rows
 from mamc.data.prepare import ensure_frames, load_rows
 from mamc.embed import embed_rows, frozen_text_features
-from mamc.evaluate import gt_ranks, video_text_retrieval
+from mamc.evaluate import gt_ranks, video_text_retrieval, video_to_text_ranks
 from mamc.manifest import write_json
 from mamc.models import add_text_features, frozen_text_backbone, missing_texts, resolve_text_model
 from mamc.pool import in_parallel, worker_pool
@@ -123,7 +123,8 @@ def run_experiments(cfg: Config, methods: list[str] | None = None, seeds: list[i
 
 
 def evaluate_test(cfg: Config, name: str) -> dict:
-    """Test retrieval of the run's best-on-val checkpoint: both directions, DSL variant, per topic, head/tail."""
+    """Test retrieval of the run's best-on-val checkpoint: both directions, DSL variant, per topic, head/tail, and
+    every query's rank."""
     run = Run(cfg)
     listed = load_rows(cfg, "test")
     ensure_frames(cfg, listed)
@@ -140,6 +141,9 @@ def evaluate_test(cfg: Config, name: str) -> dict:
     out = video_text_retrieval(sim, owner)
     out["dsl"] = video_text_retrieval(sim, owner, dsl=True)
     ranks = gt_ranks(sim, owner)
+    # Every query's rank is kept, so that each reported figure can be recomputed from this file alone (the audit).
+    out["ranks"] = {"query_video_ids": [r["video_id"] for r in rows], "t2v": ranks.tolist(),
+                    "v2t": video_to_text_ranks(sim, owner).tolist()}
     topics = np.array([r.get("topic") for r in rows])
     out["per_topic_t2v_R@1"] = {str(k): float(np.mean(ranks[topics == k] <= 1) * 100) for k in sorted(set(topics.tolist()))}
     groups = topic_groups(cfg)

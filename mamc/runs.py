@@ -14,6 +14,7 @@ import torch
 from mamc.checkpoint import load_weights
 from mamc.config import METHODS as METHOD_NAMES
 from mamc.config import Config
+from mamc.data.card import by_frequency
 from mamc.meta import WeightNet
 from mamc.models import DualEncoder, build_model
 from mamc.run import TRAIN, MissingArtifact, Run, resolve_device
@@ -171,7 +172,7 @@ def topic_ranking(stats: dict) -> list[str]:
     the test split has (by name). Counts decide, never the order of a JSON object's keys (`corpus.json` is written
     with sorted keys)."""
     train = stats["splits"]["train"]["topics"]
-    return sorted(train, key=lambda t: (-train[t], t)) + sorted(set(stats["splits"]["test"]["topics"]) - set(train))
+    return by_frequency(train) + sorted(set(stats["splits"]["test"]["topics"]) - set(train))
 
 
 def topic_groups(cfg: Config) -> dict[str, str]:

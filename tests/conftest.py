@@ -1,5 +1,8 @@
-"""Shared fixtures: a generated smoke corpus (seconds), built once per test session."""
+"""Shared fixtures: a generated smoke corpus (seconds) and a whole smoke run (minutes), each built once per test
+session."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -16,3 +19,17 @@ def smoke_cfg(tmp_path_factory):
     cfg = load_config("smoke", run_dir=str(tmp_path_factory.mktemp("run")))
     generate_corpus(cfg, progress=False)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The README's main job, `make reproduce`, as its Makefile recipe runs it, at the smoke profile with two seeds
+    (so that every interval, verdict and reading has something to compute)."""
+    from tests.documented import ROOT, make_recipe
+
+    out = tmp_path_factory.mktemp("smoke_run")
+    recipe = make_recipe("reproduce", PY=sys.executable, PROFILE="smoke", RUN=str(out)) + " --param seeds=0,1"
+    done = subprocess.run(recipe, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"run folder: {out}" in done.stdout
+    return out

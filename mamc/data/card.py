@@ -18,6 +18,12 @@ def has_truth(rows: list[dict]) -> bool:
     return any("aligned" in r for r in rows)
 
 
+def by_frequency(counts: dict[str, int]) -> list[str]:
+    """Topics from the most to the least frequent, ties by name: the one order every table and grouping uses
+    (never the order of a JSON object's keys, nor the order rows happened to come in)."""
+    return sorted(counts, key=lambda t: (-counts[t], t))
+
+
 def corpus_stats(rows: list[dict], extra: dict | None = None) -> dict:
     """Rows, videos, topic frequencies and (where known) misaligned counts per split."""
     truth = has_truth(rows)
@@ -26,7 +32,7 @@ def corpus_stats(rows: list[dict], extra: dict | None = None) -> dict:
         part = [r for r in rows if r["split"] == split]
         out["splits"][split] = {
             "n": len(part), "videos": len({r["video_id"] for r in part}),
-            "topics": dict(Counter(r["topic"] for r in part if r.get("topic")).most_common()),
+            "topics": dict(Counter(r["topic"] for r in part if r.get("topic"))),
             "misaligned": sum(not r.get("aligned", True) for r in part) if truth else None,
             "noise_kinds": dict(Counter(r["noise"] for r in part if r.get("noise"))),
         }
@@ -34,14 +40,16 @@ def corpus_stats(rows: list[dict], extra: dict | None = None) -> dict:
 
 
 def split_summary(stats: dict) -> pd.DataFrame:
-    """One row per non-empty split of `corpus_stats`: rows, videos, misaligned count and rate (where known),
-    topics and topic balance."""
-    return pd.DataFrame({
-        split: {"rows": v["n"], "videos": v["videos"], "misaligned": v["misaligned"],
-                "rate": None if v["misaligned"] is None else v["misaligned"] / max(v["n"], 1),
-                "topics": len(v["topics"]), "min rows/topic": min(v["topics"].values(), default=0),
-                "max rows/topic": max(v["topics"].values(), default=0)}
-        for split, v in stats["splits"].items() if v["n"]}).T
+    """One row per non-empty split of `corpus_stats`: rows, videos, misaligned count and percentage (where
+    known), topics and topic balance; counts as integers."""
+    table = pd.DataFrame([
+        {"split": split, "rows": v["n"], "videos": v["videos"], "misaligned": v["misaligned"],
+         "misaligned (%)": None if v["misaligned"] is None else round(100 * v["misaligned"] / max(v["n"], 1), 1),
+         "topics": len(v["topics"]), "min rows/topic": min(v["topics"].values(), default=0),
+         "max rows/topic": max(v["topics"].values(), default=0)}
+        for split, v in stats["splits"].items() if v["n"]]).set_index("split")
+    counts = [c for c in table if c != "misaligned (%)"]
+    return table.astype({c: "Int64" for c in counts})  # counts stay integers, unknown ones <NA>
 
 
 def examples(rows: list[dict], k: int = 4) -> list[tuple[dict, str | None]]:
@@ -68,7 +76,8 @@ def dataset_card(rows: list[dict], cfg: Config, manifest: Path) -> str:
     lines += ["", "`val` and `meta` (when present) were carved from the training videos by `mamc ingest --val",
               "--meta-per-concept` (mamc/data/splits.py, docs/PAPER_RUN.md); videos that cannot be decoded are",
               "listed in the frame cache's failures.jsonl.", "", "## Training concepts", "", "| concept | rows |", "|---|---|"]
-    lines += [f"| {t} | {n} |" for t, n in s["splits"]["train"]["topics"].items()] or ["| (none) | |"]
+    train = s["splits"]["train"]["topics"]
+    lines += [f"| {t} | {train[t]} |" for t in by_frequency(train)] or ["| (none) | |"]
     return "\n".join(lines) + "\n"
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import av
 import numpy as np
-from tqdm.auto import tqdm
 
 from mamc.config import Config
 from mamc.data.attributes import COLORS, DIRECTIONS, SHAPES, SIZES
-from mamc.data.card import corpus_stats
+from mamc.data.card import by_frequency, corpus_stats
 from mamc.lock import locked
 from mamc.manifest import write_json, write_jsonl, write_text
+from mamc.progress import tqdm
 
 TEMPLATES = [
     "a {size} {color} {shape} {motion}{event}.",
@@ -241,7 +241,8 @@ def data_card(rows: list[dict], cfg: Config) -> str:
               "topic-balanced and clean; QA questions are derived from the ground truth of train clips (qa_train)",
               "and of test clips (qa).", "",
               "## Train topic frequencies", "", "| topic | clips |", "|---|---|"]
-    lines += [f"| {t} | {n} |" for t, n in s["splits"]["train"]["topics"].items()]
+    train = s["splits"]["train"]["topics"]
+    lines += [f"| {t} | {train[t]} |" for t in by_frequency(train)]
     lines += ["", "## Noise kinds (train)", "", json.dumps(s["splits"]["train"]["noise_kinds"]), "",
               "## How to cite", "",
               "Cite the mamc kit and the paper it reproduces: Nguyen et al., *Meta-optimized Angular Margin",

@@ -33,15 +33,22 @@ def test_tables_read_like_a_papers(results, tmp_path):
     assert md[2].split("|")[1:4] == [" method   ", " metric   ", "   mean "] and "('" not in "".join(md)
 
 
-def test_reading_follows_the_numbers(results):
+def _metrics(results):
     agg = aggregate(results)
-    metrics = {"ablation": {m: {r["metric"]: dict(r) for _, r in g.iterrows()} for m, g in agg.groupby("method")}}
-    text = reading(metrics)
-    assert "`mama`: 21.0 (+10.0 points); the 95% intervals do not overlap." in text
-    assert "overlap: not distinguishable" in reading(metrics, "v2t R@1")
-    single = {"ablation": {"infonce": {"t2v R@1": {"mean": 1, "std": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 1}},
-                           "mama": {"t2v R@1": {"mean": 2, "std": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 1}}}}
-    assert "one seed only" in reading(single)
+    return {"seeds": sorted(set(results["seed"])), "runs": results.to_dict(orient="records"),
+            "ablation": {m: {r["metric"]: dict(r) for _, r in g.iterrows()} for m, g in agg.groupby("method")}}
+
+
+def test_reading_pairs_by_seed(results):
+    """Seed-to-seed spread shared by both methods cancels: intervals of the means overlap, the paired difference
+    does not reach zero."""
+    shifted = results.assign(**{"t2v R@1": [10.0, 14.0, 18.0, 11.0, 15.5, 19.0]})
+    assert "`mama`: 15.2 (+1.2 points); [+0.4, +1.9]: higher than `infonce`." in reading(_metrics(shifted))
+    assert "`mama`: 6.0 (+1.0 points); [-1.5, +3.5]: not distinguishable at this number of seeds from `infonce`." in \
+        reading(_metrics(results), "v2t R@1")
+    lower = results.assign(method=["mama"] * 3 + ["infonce"] * 3)
+    assert "`mama`: 11.0 (-10.0 points); [-10.0, -10.0]: lower than `infonce`." in reading(_metrics(lower))
+    assert "one seed only" in reading(_metrics(results[results["seed"] == 0]))
 
 
 def test_paper_numbers_ship_with_their_source():
