@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor
 
-from mamc.run import quiet_worker
+from mamc.run import quiet_libraries
 
 _DEVICE = torch.device("cpu")
 
@@ -220,7 +220,7 @@ def on_ranks(fn: Callable[..., None], args: tuple, world: int, poll: Callable[[]
 
 
 def _member(rank: int, world: int, folder: str, timeout_s: float, fn: Callable[..., None], args: tuple) -> None:
-    quiet_worker()
+    quiet_libraries()
     dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world,
                             timeout=timedelta(seconds=timeout_s))
     try:

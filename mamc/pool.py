@@ -8,12 +8,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from mamc.config import Config
 from mamc.distributed import launched
 from mamc.lock import run_lock, shared_with_children
-from mamc.run import quiet_worker, use_threads
+from mamc.progress import tqdm
+from mamc.run import quiet_libraries, use_threads
 
 
 @contextmanager
@@ -35,7 +34,7 @@ def worker_pool(cfg: Config, desc: str, workers: int | None = None) -> Iterator[
 def _start_worker(threads: int) -> None:
     """Every job in a worker runs with the configured torch thread count (without it, each worker would start as
     many threads as the machine has cores, and two workers on two cores slow each other down many times over)."""
-    quiet_worker()
+    quiet_libraries()
     use_threads(threads)
 
 

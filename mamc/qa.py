@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from mamc.config import Config
 from mamc.data.loaders import global_batch_indices, load_frames, usable_rows
@@ -32,6 +31,7 @@ from mamc.losses import contrastive_loss
 from mamc.manifest import RETRIEVAL_SPLITS, write_json
 from mamc.meta import sample_weights
 from mamc.models import normalize_frames
+from mamc.progress import tqdm
 from mamc.run import Run, resolve_device, use_threads
 from mamc.runs import METHODS, best_weight_net, load_trained
 

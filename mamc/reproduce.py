@@ -10,16 +10,19 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import papermill as pm
 from nbformat.sign import NotebookNotary
-from tqdm.auto import tqdm
 
 from mamc.config import REPO_ROOT, config_fields, load_config, parse_overrides
 from mamc.lock import run_lock, shared_with_children
 from mamc.manifest import write_json
+from mamc.notebook import HEADLESS
+from mamc.progress import tqdm
 from mamc.run import check_config, write_environment
 from mamc.watchdog import ENGINE, DeadKernel, Hang, Limits
 
@@ -110,6 +113,27 @@ def parse_params(pairs: list[str], declared: dict[str, set[str]]) -> tuple[dict,
     return params, overrides
 
 
+@contextmanager
+def headless_kernels() -> Iterator[None]:
+    """Kernels started meanwhile know that nobody is at them (`mamc.notebook.headless`): they draw static views
+    instead of widgets."""
+    before = os.environ.get(HEADLESS)
+    os.environ[HEADLESS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[HEADLESS]
+        else:
+            os.environ[HEADLESS] = before
+
+
+def _shown(out: Path) -> str:
+    """The run folder as the notebooks' parameters cell shows it: relative to the repository (where the kernels
+    run) when it is inside it, else absolute."""
+    return os.path.relpath(out, REPO_ROOT) if out.is_relative_to(REPO_ROOT) else str(out)
+
+
 def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto", params: list[str] | None = None,
               only: list[str] | None = None, progress: bool = True, notebook_dir: Path = NOTEBOOK_DIR,
               watchdog: Limits | None = None) -> Path:
@@ -121,13 +145,13 @@ def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto"
     nb_params, overrides = parse_params(params or [], declared)
     cfg = load_config(profile, run_dir=str(out), seed=seed, device=device, **overrides)
     check_out(out)
-    with run_lock(out, f"mamc reproduce --profile {profile}") as lock, shared_with_children(lock):
+    with run_lock(out, f"mamc reproduce --profile {profile}") as lock, shared_with_children(lock), headless_kernels():
         check_config(cfg)
         kernel = ensure_kernel()
         (out / "notebooks").mkdir(parents=True, exist_ok=True)
         env_path = out / "environment.json"
         timings = json.loads(env_path.read_text()).get("wall_time_s", {}) if env_path.exists() else {}
-        base = {"profile": profile, "run_dir": str(out), "seed": seed, "device": device, "overrides": overrides}
+        base = {"profile": profile, "run_dir": _shown(out), "seed": seed, "device": device, "overrides": overrides}
         for nb in tqdm(selected, desc="notebooks", disable=not progress, unit="nb"):
             target = out / "notebooks" / nb.name
             inject = {k: v for k, v in {**base, **nb_params}.items() if k in declared[nb.name]}

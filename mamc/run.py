@@ -166,9 +166,10 @@ def use_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def quiet_worker() -> None:
-    """A worker process prints nothing of its own: no weight-loading or saving bars, no load reports from
-    transformers (its parent shows the progress that matters)."""
+def quiet_libraries() -> None:
+    """Libraries print nothing of their own, in a worker process or a notebook's kernel: no weight-loading or
+    saving bars, no load reports or backend notices from transformers (the kit's own progress lines say what
+    matters). Called after transformers is imported, since importing it resets its verbosity."""
     import transformers
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

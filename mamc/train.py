@@ -25,7 +25,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from tqdm.auto import tqdm
 
 from mamc import distributed as dist
 from mamc.checkpoint import load_checkpoint, read_record, save_checkpoint, save_weights
@@ -40,6 +39,7 @@ from mamc.losses import contrastive_loss
 from mamc.manifest import write_json
 from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
 from mamc.models import DualEncoder, build_model, normalize_frames
+from mamc.progress import tqdm
 from mamc.run import Run, deterministic, resolve_device, use_threads
 from mamc.runs import METHODS, Method, knob_sources, load_trained, run_name, topic_groups
 

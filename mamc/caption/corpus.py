@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from mamc.config import Config
 from mamc.data.synthetic import describe, render, sample_attributes, topic_names, write_video
 from mamc.manifest import iter_jsonl, write_jsonl
+from mamc.progress import tqdm
 from mamc.run import Run
 
 STREAM = 2  # the corpus generator draws from default_rng(seed); the captioner's corpus from default_rng([seed, 2])

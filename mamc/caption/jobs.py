@@ -15,8 +15,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from mamc.caption.grid import grid_for_video, keyframes_for_video
 from mamc.caption.vlm import (
     Captioner,
@@ -33,6 +31,7 @@ from mamc.data.video import VideoError
 from mamc.lock import locked, part_lock
 from mamc.manifest import append_jsonl, iter_jsonl, update_failures, write_json
 from mamc.pool import in_parallel
+from mamc.progress import tqdm
 from mamc.run import Run, resolve_device
 
 MAX_RESAMPLES = 5

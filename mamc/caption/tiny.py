@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from mamc import distributed as dist
 from mamc.caption.corpus import captioner_corpus, clip_path
@@ -24,6 +23,7 @@ from mamc.caption.vlm import generate_captions, load_captioner, video_seed
 from mamc.data.attributes import ATTRIBUTES, caption_accuracy
 from mamc.data.video import sample_indices
 from mamc.manifest import write_json
+from mamc.progress import tqdm
 from mamc.run import Run, use_threads
 
 CHAT_TEMPLATE = (

@@ -14,9 +14,9 @@ from typing import Literal
 import av
 import numpy as np
 from scipy.signal import find_peaks
-from tqdm.auto import tqdm
 
 from mamc.manifest import atomic_write, update_failures
+from mamc.progress import tqdm
 
 try:
     import decord

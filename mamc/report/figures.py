@@ -11,16 +11,19 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from mamc.config import Config
+from mamc.data.card import examples
 from mamc.data.prepare import load_rows
 from mamc.manifest import write_json
-from mamc.report import plots
-from mamc.report.tables import aggregate, captioner_accuracy, dose_response, run_results
+from mamc.report import plots, style
+from mamc.report.tables import captioner_accuracy, dose_response, run_results
 from mamc.run import TRAIN, MissingArtifact, Run
 from mamc.runs import (
     ablation_name,
     curve_values,
+    method_config,
     sweep_runs,
     topic_groups,
     training_log,
@@ -41,14 +44,14 @@ def weight_curve_data(cfg: Config, name: str, n_points: int = 200) -> tuple[np.n
     return grid, {step: curve_values(net, grid) for step, net in snaps.items()}
 
 
-def per_topic_improvement(cfg: Config, method: str = "mama", baseline: str = "infonce") -> dict[str, float]:
-    """Per-topic test t2v R@1 of `method` minus `baseline`, averaged over seeds (points)."""
+def per_topic_gains(cfg: Config, method: str = "mama", baseline: str = "infonce") -> dict[str, list[float]]:
+    """Per topic, the test t2v R@1 of `method` minus `baseline` in each seed (points), paired by seed."""
     run, diffs = Run(cfg), {}
     for seed in cfg.seeds:
         a, b = run.read("test", ablation_name(cfg, method, seed)), run.read("test", ablation_name(cfg, baseline, seed))
         for topic, value in a["per_topic_t2v_R@1"].items():
             diffs.setdefault(topic, []).append(value - b["per_topic_t2v_R@1"][topic])
-    return {t: float(np.mean(v)) for t, v in diffs.items()}
+    return diffs
 
 
 def topic_shares_and_words(cfg: Config) -> tuple[dict[str, float], dict[str, list[str]]]:
@@ -82,25 +85,30 @@ def _captioner_training(cfg: Config):
     stages = {("1 · vision tower", "attribute cross-entropy"): info.get("vision_losses"),
               ("2 · captioner, tower frozen", "caption cross-entropy"): info["losses"]}
     stages = {k: v for k, v in stages.items() if v}
-    fig, axes = plt.subplots(1, len(stages), figsize=(3.35 * len(stages), 2.2), squeeze=False, layout="constrained")
+    fig, axes = style.figure(style.PAGE if len(stages) > 1 else style.COLUMN, 2.3, ncols=len(stages), squeeze=False)
     for ax, ((title, loss), losses) in zip(axes[0], stages.items()):
-        ax.plot(losses)
-        ax.set(xlabel="step", ylabel=loss, title=title)
-    fig.suptitle(f"{info['parameters']:,} parameters, {info['n_pairs']} clips of its own corpus", fontsize=8)
+        ax.plot(range(1, len(losses) + 1), losses, lw=0.8, color=style.method_color("vlm"))
+        ax.set(xlabel="training step", ylabel=f"{loss} (nats)")
+        ax.set_title(title, loc="left")
+    style.note(fig, f"The embedded captioner: {info['parameters']:,} parameters, trained on {info['n_pairs']} clips of "
+                    "its own corpus; loss of each training batch.")
     return fig
 
 
 def _caption_examples(cfg: Config, n: int = 4):
-    """Keyframe grids of the first captioned training videos with their VLM, original and true captions."""
+    """Keyframe grids of captioned training videos with their VLM, original and true captions: the first
+    clean and the first misaligned original pairs, half and half, where the data knows which is which."""
     from mamc.caption.grid import grid_for_video
 
     if not Run(cfg).caption_files():
         return None
     vlm = {r["video_id"]: r["caption"] for r in load_rows(cfg, "train", with_vlm=True) if r.get("source") == "vlm"}
-    shown = [r for r in load_rows(cfg, "train") if r["video_id"] in vlm][:n]
-    return plots.grids_with_captions([grid_for_video(cfg.data_dir / r["video"], cfg) for r in shown],
-                                     [(vlm[r["video_id"]], r["caption"], r.get("true_caption", "")) for r in shown],
-                                     ["VLM", "original", "truth"])
+    shown = [(r, noise) for r, noise in examples([r for r in load_rows(cfg, "train") if r["video_id"] in vlm], n)]
+    return plots.grids_with_captions(
+        [grid_for_video(cfg.data_dir / r["video"], cfg) for r, _ in shown],
+        [(vlm[r["video_id"]], r["caption"], *([r["true_caption"]] if "true_caption" in r else [])) for r, _ in shown],
+        ["VLM", "original", "truth"], flags=[f"original misaligned ({noise.replace('_', ' ')})" if noise else None
+                                             for _, noise in shown])
 
 
 def _real_clip_captions(cfg: Config):
@@ -111,11 +119,13 @@ def _real_clip_captions(cfg: Config):
         return None
     rows = [r for r in json.loads(path.read_text()) if Path(r["clip"]).exists()]
     return plots.grids_with_captions([grid_for_video(r["clip"], cfg) for r in rows],
-                                     [(Path(r["clip"]).name, r["caption"]) for r in rows], ["clip", "caption"]) if rows else None
+                                     [(Path(r["clip"]).name, r["caption"]) for r in rows], ["clip", "caption"],
+                                     per_row=2) if rows else None
 
 
 def _training_curves(cfg: Config):
-    return plots.training_curves(training_log(cfg)[1])
+    summaries, scalars = training_log(cfg)
+    return plots.training_curves(scalars, summaries)
 
 
 def _weight_curves(cfg: Config):
@@ -123,35 +133,39 @@ def _weight_curves(cfg: Config):
     grid, curves = weight_curve_data(cfg, name)
     write_json(Run(cfg).figures / "weight_curves.json",
                {"run": name, "loss": grid.tolist(), "curves": {str(k): v.tolist() for k, v in curves.items()}})
-    return plots.weight_curves(grid, curves)
+    return plots.weight_curves(grid, curves, run=name)
 
 
 def _loss_weight_distributions(cfg: Config):
-    return plots.loss_weight_distributions(weighted_samples(cfg, ablation_name(cfg, weighted_method(cfg), cfg.seeds[0])))
+    name = ablation_name(cfg, weighted_method(cfg), cfg.seeds[0])
+    return plots.loss_weight_distributions(weighted_samples(cfg, name), run=name)
 
 
 def _topic_improvement(cfg: Config):
     if not {"mama", "infonce"} <= set(cfg.methods):
         return None
     share, words = topic_shares_and_words(cfg)
-    return plots.topic_figure(share, words, per_topic_improvement(cfg))
+    return plots.topic_figure(share, words, per_topic_gains(cfg))
 
 
 def _improvement_vs_frequency(cfg: Config):
     if not {"mama", "infonce"} <= set(cfg.methods):
         return None
     topics = Run(cfg).read("corpus")["splits"]["train"]["topics"]
-    return plots.improvement_vs_frequency(topics, per_topic_improvement(cfg))
+    return plots.improvement_vs_frequency(topics, per_topic_gains(cfg))
 
 
 def _margin_sweep(cfg: Config):
     run = Run(cfg)
     values = [run.read("test", name)["t2v"]["R@1"] for name, _ in sweep_runs(cfg)]
-    return plots.margin_sweep(list(cfg.margin_sweep), values)
+    results = run_results(cfg)
+    of = lambda method: results.loc[results["method"] == method, "t2v R@1"].tolist()  # noqa: E731
+    chosen = (method_config(cfg, "margin").margin, of("margin")) if "margin" in cfg.methods else None
+    return plots.margin_sweep(list(cfg.margin_sweep), values, baseline=of("infonce"), chosen=chosen, seed=cfg.seeds[0])
 
 
 def _methods_t2v_r1(cfg: Config):
-    return plots.method_bars(aggregate(run_results(cfg), ["t2v R@1"]), "test t2v R@1 (%)")
+    return plots.method_bars(run_results(cfg), "t2v R@1", "test t2v R@1 (%)")
 
 
 def _dose_response(cfg: Config):
@@ -171,8 +185,8 @@ FIGURES: dict[str, Callable[[Config], object]] = {
 
 
 def build_figures(cfg: Config, names: list[str] | tuple[str, ...] | None = None, close: bool = True) -> dict[str, list[Path]]:
-    """Write the named figures (default: all) to `figures/` as PDF + 300-dpi PNG; returns the paths by name,
-    leaving out figures that do not apply to this run."""
+    """Write the named figures (default: all, and then the contact sheet) to `figures/` as PDF + 300-dpi PNG;
+    returns the paths by name, leaving out figures that do not apply to this run."""
     unknown = set(names or ()) - set(FIGURES)
     if unknown:
         raise ValueError(f"unknown figure(s) {sorted(unknown)}; known: {', '.join(FIGURES)}")
@@ -181,7 +195,39 @@ def build_figures(cfg: Config, names: list[str] | tuple[str, ...] | None = None,
         fig = FIGURES[name](cfg)
         if fig is None:
             continue
-        made[name] = plots.save_figure(fig, Run(cfg).figures, name)
+        made[name] = style.save_figure(fig, Run(cfg).figures, name)
         if close:
             plt.close(fig)
+    if names is None:
+        made["contact_sheet"] = contact_sheet({name: paths[1] for name, paths in made.items()}, Run(cfg).figures)
     return made
+
+
+def contact_sheet(pngs: dict[str, Path], out_dir: Path, width: float = style.PAGE + 0.6) -> list[Path]:
+    """Every figure at its print size (from its 300-dpi PNG), named, on one long page `width` inches wide, so
+    that an author reviews them all at once: `contact_sheet.pdf` and `contact_sheet.png` (150 dpi)."""
+    images = {}
+    for name, path in pngs.items():
+        with Image.open(path) as im:
+            images[name] = np.asarray(im)
+    sizes = {name: (a.shape[1] / 300, a.shape[0] / 300) for name, a in images.items()}
+    gap, label = 0.15, 0.18
+    placed, x, y, row = [], 0.0, 0.0, 0.0
+    for name, (w, h) in sizes.items():
+        if x and x + w > width:
+            x, y, row = 0.0, y + row + gap, 0.0
+        placed.append((name, x, y, w, h))
+        x, row = x + w + gap, max(row, h + label)
+    height = y + row
+    style.use_style()
+    fig = plt.figure(figsize=(width, height))
+    for name, x, y, w, h in placed:
+        ax = fig.add_axes((x / width, 1 - (y + label + h) / height, w / width, h / height))
+        ax.imshow(images[name], interpolation="lanczos")
+        ax.axis("off")
+        fig.text(x / width, 1 - (y + 0.02) / height, name, va="top", fontsize=7, weight="bold")
+    paths = [out_dir / "contact_sheet.pdf", out_dir / "contact_sheet.png"]
+    fig.savefig(paths[0], dpi=300)
+    fig.savefig(paths[1], dpi=150)
+    plt.close(fig)
+    return paths

@@ -1,210 +1,307 @@
-"""Publication-quality figures. Every function takes data (never paths) and returns a matplotlib Figure;
-`save_figure` writes it as vector PDF and 300-dpi PNG. One style for all: Okabe–Ito colours (colour-blind
-safe), sizes in inches for one- and two-column layouts."""
+"""Publication-quality figures in the kit's one style (`mamc.report.style`). Every function takes data (never
+paths) and returns a matplotlib Figure at print size: a paper's column (3.3 in) or page (7 in). Methods carry
+their display names and fixed colours; every error bar or band is named in the figure itself; legends sit
+outside the data; recall axes stay within [0, 100]."""
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import Normalize
+from matplotlib.patches import Patch
 
-ONE_COLUMN = 3.35
-TWO_COLUMN = 6.9
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-STYLE = {
-    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
-    "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110,
-    "savefig.bbox": "tight", "pdf.fonttype": 42, "ps.fonttype": 42, "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
-}
-
-
-def use_style() -> None:
-    sns.set_theme(context="paper", style="ticks", palette=PALETTE, rc=STYLE)
-
-
-def _figure(width: float = ONE_COLUMN, height: float = 2.3, **kw):
-    use_style()
-    return plt.subplots(figsize=(width, height), constrained_layout=True, **kw)
-
-
-def save_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
-    """`name.pdf` (vector) and `name.png` (300 dpi) in out_dir."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.pdf", out_dir / f"{name}.png"]
-    fig.savefig(paths[0])
-    fig.savefig(paths[1], dpi=300)
-    return paths
+from mamc.data.card import by_frequency
+from mamc.evaluate import mean_ci
+from mamc.report.style import (
+    COLUMN,
+    OKABE_ITO,
+    PAGE,
+    figure,
+    interval_note,
+    legend_above,
+    method_color,
+    method_name,
+    note,
+    use_style,
+)
 
 
-def weight_curves(loss_grid: np.ndarray, curves: Mapping[int, np.ndarray]):
-    """The learned loss→weight mapping at several training steps (darker = later)."""
-    fig, ax = _figure()
+def _t_half(values: Sequence[float]) -> float:
+    """Half-width of the 95% Student-t interval of the mean over seeds (NaN for fewer than two)."""
+    ci = mean_ci(list(values))
+    return (ci["hi"] - ci["lo"]) / 2
+
+
+def weight_curves(loss_grid: np.ndarray, curves: Mapping[int, np.ndarray], run: str = "", last_step: int | None = None):
+    """The learned loss→weight mapping at each saved step, coloured by step (colour bar, no legend)."""
+    fig, ax = figure(COLUMN, 2.4)
     steps = sorted(curves)
-    colors = plt.cm.viridis(np.linspace(0.15, 0.9, len(steps)))
-    for color, step in zip(colors, steps):
-        ax.plot(loss_grid, curves[step], color=color, label=f"step {step}")
-    ax.set_xlabel("per-sample loss")
-    ax.set_ylabel("weight")
-    ax.legend(frameon=False, ncol=2 if len(steps) > 4 else 1)
-    ax.set_title("Learned loss → weight")
+    norm = Normalize(min(steps), last_step or max(steps))
+    for step in steps:
+        ax.plot(loss_grid, curves[step], color=plt.cm.viridis(norm(step)), lw=1, label=f"step {step}")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="training step", pad=0.02)
+    ax.set_xlabel("per-sample training loss (nats)")
+    ax.set_ylabel("weight (MLP output)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Learned loss → weight{f', {run}' if run else ''}", loc="left")
     return fig
 
 
 def logit_geometry(margins: Sequence[float], temperature: float = 1.0, additive: float | None = None):
-    """Positive logit cos(θ − m)/τ against θ for several margins (and cos(θ + m) for comparison)."""
-    fig, ax = _figure()
+    """Positive logit cos(θ − m)/τ against θ for several margins, and the additive margin's cos(θ + m)."""
+    fig, ax = figure(COLUMN, 3.3)
     theta = np.linspace(0, np.pi, 300)
     for m in margins:
-        ax.plot(np.degrees(theta), np.cos(theta - m) / temperature, label=f"cos(θ − {m:g})" if m else "cos θ (InfoNCE)")
+        label = f"subtractive, m = {m:g} rad ({np.degrees(m):.0f}°)" if m else "InfoNCE, cos θ (m = 0)"
+        ax.plot(np.degrees(theta), np.cos(theta - m) / temperature, label=label, color="black" if not m else None)
     if additive:
-        ax.plot(np.degrees(theta), np.cos(theta + additive) / temperature, ls="--", color="0.4", label=f"cos(θ + {additive:g})")
+        ax.plot(np.degrees(theta), np.cos(theta + additive) / temperature, ls="--", color=method_color("additive"),
+                label=f"additive (ArcFace-style), cos(θ + m), m = {additive:g} rad ({np.degrees(additive):.0f}°)")
     ax.set_xlabel("angle θ between video and text (degrees)")
     ax.set_ylabel("positive logit × τ" if temperature == 1 else "positive logit")
-    ax.legend(frameon=False)
+    legend_above(ax, ncol=1)
     return fig
 
 
 def topic_distribution(counts: Mapping[str, int], groups: Mapping[str, str] | None = None):
-    """Bar chart of clips per topic, most frequent first (the long tail)."""
-    fig, ax = _figure(TWO_COLUMN, 2.2)
-    names = sorted(counts, key=counts.get, reverse=True)
-    colors = [PALETTE[0] if (groups or {}).get(n, "head") == "head" else PALETTE[1] for n in names]
-    ax.bar(range(len(names)), [counts[n] for n in names], color=colors)
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    """Clips per topic, most frequent first (ties by name), head and tail told apart by colour and legend."""
+    fig, ax = figure(PAGE, 2.4)
+    names = by_frequency(counts)
+    colour = {"head": OKABE_ITO[0], "tail": OKABE_ITO[1]}
+    ax.bar(range(len(names)), [counts[n] for n in names], color=[colour[(groups or {}).get(n, "head")] for n in names])
+    ax.set_xticks(range(len(names)), names, rotation=55, ha="right", rotation_mode="anchor")
     ax.set_ylabel("training clips")
-    ax.set_title("Topics in the training split")
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    if groups:
+        ax.legend([Patch(color=colour["head"]), Patch(color=colour["tail"])],
+                  ["head: the most frequent half of the topics", "tail: the rest"],
+                  loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, borderaxespad=0.0)
     return fig
 
 
-def topic_figure(share: Mapping[str, float], top_words: Mapping[str, Sequence[str]], improvement: Mapping[str, float],
-                 label: str = "MAMA vs InfoNCE"):
-    """The paper's topic figure: share of each topic (bars, labelled with its top words) and the R@1
-    improvement of a method over a baseline per topic (points, right axis; `label` names the two)."""
-    fig, ax = _figure(TWO_COLUMN, 2.8)
-    names = sorted(share, key=share.get, reverse=True)
+def _topic_label(name: str, words: Sequence[str]) -> str:
+    extra = [w for w in words[:3] if w not in name.split()]
+    return f"{name} · {' '.join(extra)}" if extra else name
+
+
+def topic_figure(share: Mapping[str, float], top_words: Mapping[str, Sequence[str]], gains: Mapping[str, Sequence[float]],
+                 label: str = "MAMA − InfoNCE"):
+    """The paper's topic figure: each topic's share of the training clips (top) and a method's per-topic R@1
+    gain over a baseline (bottom: mean over seeds, whiskers a 95% interval), topics most frequent first."""
+    fig, (top, bottom) = figure(PAGE, 4.0, nrows=2, sharex=True, height_ratios=[1, 1.3])
+    names = by_frequency(share)
     x = np.arange(len(names))
-    ax.bar(x, [share[n] * 100 for n in names], color=PALETTE[5], label="share of training clips")
-    ax.set_ylabel("share of training clips (%)")
-    ax.set_xticks(x, [f"{n}\n{' '.join(top_words.get(n, [])[:3])}" for n in names], rotation=70, ha="right", fontsize=6)
-    ax2 = ax.twinx()
-    ax2.axhline(0, color="0.6", lw=0.6)
-    ax2.plot(x, [improvement.get(n, np.nan) for n in names], "o", color=PALETTE[3], ms=3, label=label)
-    ax2.set_ylabel("R@1 improvement (points)")
-    ax2.spines["right"].set_visible(True)
-    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
+    top.bar(x, [share[n] * 100 for n in names], color=OKABE_ITO[5])
+    top.set_ylabel("share of clips (%)")
+    top.set_title("Training clips per topic", loc="left")
+    mean = [float(np.mean(gains[n])) if len(gains.get(n, ())) else np.nan for n in names]
+    half = [_t_half(gains.get(n, ())) for n in names]
+    bottom.axhline(0, color="0.6", lw=0.6, zorder=0)
+    bottom.errorbar(x, mean, yerr=None if np.isnan(half).all() else half, fmt="o", ms=3, capsize=2, lw=0.8,
+                    color=method_color("mama"))
+    bottom.set_ylabel("t2v R@1 gain (points)")
+    bottom.set_title(f"Per-topic gain, {label}", loc="left")
+    fig.align_ylabels((top, bottom))
+    bottom.set_xticks(x, [_topic_label(n, top_words.get(n, [])) for n in names], rotation=55, ha="right",
+                      rotation_mode="anchor")
+    n = max((len(v) for v in gains.values()), default=0)
+    note(fig, f"Top: share of the training clips per topic. Bottom: per-topic test t2v R@1 of {label}, mean over {n} "
+              f"seed(s); {interval_note(n)}.")
     return fig
 
 
-def improvement_vs_frequency(frequency: Mapping[str, float], improvement: Mapping[str, float]):
-    """Per-topic improvement against log training frequency, with a least-squares trend and its 95% band."""
-    fig, ax = _figure()
-    names = [n for n in frequency if n in improvement and np.isfinite(improvement[n])]
-    df = pd.DataFrame({"log10 frequency": np.log10([max(frequency[n], 1) for n in names]),
-                       "improvement": [improvement[n] for n in names]})
-    sns.regplot(data=df, x="log10 frequency", y="improvement", ax=ax, ci=95, n_boot=1000, seed=0,
-                scatter_kws={"s": 12, "color": PALETTE[0]}, line_kws={"color": PALETTE[3], "lw": 1})
-    ax.axhline(0, color="0.6", lw=0.6)
-    ax.set_xlabel("log10 training clips of the topic")
-    ax.set_ylabel("R@1 improvement (points)")
+def improvement_vs_frequency(frequency: Mapping[str, float], gains: Mapping[str, Sequence[float]],
+                             label: str = "MAMA − InfoNCE"):
+    """Per-topic gain against training clips (log axis), with a least-squares line and its 95% bootstrap band."""
+    fig, ax = figure(COLUMN, 2.6)
+    names = [n for n in by_frequency(frequency) if len(gains.get(n, ())) and np.isfinite(np.mean(gains[n]))]
+    df = pd.DataFrame({"log10 clips": np.log10([max(frequency[n], 1) for n in names]),
+                       "gain": [float(np.mean(gains[n])) for n in names]})
+    sns.regplot(data=df, x="log10 clips", y="gain", ax=ax, ci=95, n_boot=1000, seed=0,
+                scatter_kws={"s": 12, "color": method_color("mama")}, line_kws={"color": "0.2", "lw": 1})
+    ax.axhline(0, color="0.6", lw=0.6, zorder=0)
+    lo, hi = df["log10 clips"].min(), df["log10 clips"].max()
+    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
+             if lo - 0.05 <= np.log10(t) <= hi + 0.05]
+    ax.set_xticks(np.log10(ticks), [f"{t:,}" for t in ticks])
+    ax.set_xlabel("training clips of the topic (log scale)")
+    ax.set_ylabel("t2v R@1 gain (points)")
+    ax.set_title(label, loc="left")
+    n = max((len(v) for v in gains.values()), default=0)
+    note(fig, f"One point per topic: {label}, mean over {n} seed(s). Line: least-squares fit over topics; band: its "
+              "95% bootstrap interval (topics resampled).")
     return fig
 
 
-def loss_weight_distributions(samples: pd.DataFrame):
-    """Per-sample loss and weight, split by clean vs misaligned and by head vs tail topics.
-
-    `samples` needs columns loss, weight, aligned (bool) and group ("head"/"tail").
-    """
-    fig, axes = _figure(TWO_COLUMN, 2.4, ncols=4)
-    for col, (value, split) in enumerate([("loss", "aligned"), ("weight", "aligned"), ("loss", "group"), ("weight", "group")]):
-        ax = axes[col]
-        data = samples.assign(aligned=samples["aligned"].map({True: "clean", False: "misaligned"}).fillna("unknown"))
-        sns.histplot(data=data, x=value, hue=split, stat="density", common_norm=False, element="step", fill=False,
-                     ax=ax, bins=30, palette=PALETTE[:2])
-        ax.set_title(f"{value} by {'alignment' if split == 'aligned' else 'topic frequency'}")
+def loss_weight_distributions(samples: pd.DataFrame, run: str = ""):
+    """Cumulative distributions (no bins, so no spike hides a tail) of per-sample loss (log axis) and weight, for
+    clean vs misaligned pairs (top) and head vs tail topics (bottom)."""
+    fig, axes = figure(PAGE, 4.0, nrows=2, ncols=2)
+    data = samples.assign(pairs=samples["aligned"].map({True: "clean", False: "misaligned"}).fillna("alignment unknown"),
+                          topics=samples["group"].map({"head": "head topics", "tail": "tail topics"}))
+    for row, split in enumerate(("pairs", "topics")):
+        levels = sorted(data[split].dropna().unique())
+        palette = dict(zip(levels, OKABE_ITO))
+        for col, value in enumerate(("loss", "weight")):
+            ax = axes[row, col]
+            sns.ecdfplot(data=data, x=value, hue=split, hue_order=levels, palette=palette, ax=ax, legend=False,
+                         log_scale=value == "loss" and bool((data["loss"] > 0).all()))
+            ax.set_xlabel("per-sample loss (nats, log scale)" if value == "loss" else "normalised weight (1 = batch mean)")
+            ax.set_ylabel("fraction of pairs ≤ x")
+        axes[row, 0].legend([plt.Line2D([], [], color=palette[v]) for v in levels], levels, loc="lower left",
+                            bbox_to_anchor=(0.0, 1.01), ncol=len(levels), borderaxespad=0.0)
+    steps = f", steps {samples['step'].min()}–{samples['step'].max()}" if "step" in samples and len(samples) else ""
+    note(fig, f"Per-sample loss and weight{f' of run {run}' if run else ''}{steps} (second half of training), as "
+              "cumulative distributions.")
     return fig
 
 
-def margin_sweep(margins: Sequence[float], values: Sequence[float], errors: Sequence[float] | None = None,
-                 metric: str = "test t2v R@1"):
-    """A metric against the subtractive margin m."""
-    fig, ax = _figure()
-    ax.errorbar(margins, values, yerr=errors, marker="o", ms=3, capsize=2, color=PALETTE[0])
+def margin_sweep(margins: Sequence[float], values: Sequence[float], baseline: Sequence[float] = (),
+                 chosen: tuple[float, Sequence[float]] | None = None, seed: int = 0, metric: str = "test t2v R@1 (%)"):
+    """The sweep's one seed against the margin m, beside InfoNCE over all seeds (line and 95% band) and the chosen
+    margin's ablation over all seeds (mean and 95% interval)."""
+    fig, ax = figure(COLUMN, 2.5)
+    ax.plot(margins, values, marker="o", ms=3, color=method_color("margin"), label=f"sweep, seed {seed}")
+    if len(baseline):
+        mean, half = float(np.mean(baseline)), _t_half(baseline)
+        ax.axhline(mean, color=method_color("infonce"), lw=0.8, label=f"InfoNCE, {len(baseline)} seeds")
+        if np.isfinite(half):
+            ax.axhspan(mean - half, mean + half, color="0.85", lw=0, zorder=0)
+    if chosen is not None and len(chosen[1]):
+        m, runs = chosen
+        half = _t_half(runs)
+        ax.errorbar([m], [np.mean(runs)], yerr=None if np.isnan(half) else [[half], [half]], fmt="D", ms=4, capsize=2,
+                    color=method_color("mama"), label=f"m = {m:g} (chosen), {len(runs)} seeds")
     ax.set_xlabel("margin m (radians)")
     ax.set_ylabel(metric)
+    ax.set_ylim(bottom=0)
+    legend_above(ax, ncol=1)
+    n = len(baseline)
+    note(fig, f"Sweep: one training per margin (seed {seed}); InfoNCE line and grey band: mean and "
+              f"{interval_note(n, 'band').split(': ', 1)[-1]}; diamond: the chosen margin's mean, whiskers the same "
+              "interval.")
     return fig
 
 
 def frame_strip(frames: np.ndarray, caption: str, flag: str | None = None):
     """The frames of one clip side by side, with its caption (and a marker for misaligned pairs)."""
     use_style()
-    fig, axes = plt.subplots(1, len(frames), figsize=(TWO_COLUMN, TWO_COLUMN / len(frames) + 0.35))
+    fig, axes = plt.subplots(1, len(frames), figsize=(PAGE, PAGE / len(frames) + 0.35))
     for ax, frame in zip(np.atleast_1d(axes), frames):
         ax.imshow(frame)
         ax.axis("off")
-    fig.suptitle(caption + (f"   [{flag}]" if flag else ""), fontsize=8, color=PALETTE[3] if flag else "black")
+    fig.suptitle(caption + (f"   [{flag}]" if flag else ""), fontsize=8, color=OKABE_ITO[3] if flag else "black")
     return fig
 
 
-def method_bars(table: pd.DataFrame, metric: str):
-    """Mean ± 95% interval of one metric per method (rows of `table`: method, mean, lo, hi)."""
-    fig, ax = _figure()
-    x = np.arange(len(table))
-    ax.bar(x, table["mean"], color=PALETTE[0])
-    err = np.vstack([table["mean"] - table["lo"], table["hi"] - table["mean"]])
-    if np.isfinite(err).all():
-        ax.errorbar(x, table["mean"], yerr=err, fmt="none", color="black", capsize=2, lw=0.8)
-    ax.set_xticks(x, table["method"], rotation=30, ha="right")
-    ax.set_ylabel(metric)
+def method_bars(per_seed: pd.DataFrame, metric: str, ylabel: str | None = None, percent: bool = True):
+    """One metric per method: the mean over seeds (bar), its 95% Student-t interval (whiskers, clipped to
+    [0, 100] for a percentage) and every seed (dots). `per_seed` has columns method, seed and `metric`."""
+    fig, ax = figure(COLUMN, 2.6)
+    methods = list(dict.fromkeys(per_seed["method"]))
+    for i, method in enumerate(methods):
+        values = per_seed.loc[per_seed["method"] == method, metric].dropna().to_numpy()
+        mean, half = values.mean(), _t_half(values)
+        ax.bar(i, mean, color=method_color(method), alpha=0.85, width=0.7)
+        if np.isfinite(half):
+            lo, hi = (max(mean - half, 0.0), min(mean + half, 100.0)) if percent else (mean - half, mean + half)
+            ax.errorbar(i, mean, yerr=[[mean - lo], [hi - mean]], fmt="none", color="black", capsize=2, lw=0.8)
+        jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+        ax.scatter(i + np.asarray(jitter), values, s=6, color="white", edgecolor="black", linewidth=0.5, zorder=3)
+    ax.set_xticks(range(len(methods)), [method_name(m) for m in methods], rotation=30, ha="right",
+                  rotation_mode="anchor")
+    ax.set_ylabel(ylabel or metric)
+    if percent:
+        ax.set_ylim(0, min(100.0, ax.get_ylim()[1]))
+    n = per_seed.groupby("method")["seed"].nunique().max()
+    note(fig, f"Bars: mean over {n} seeds; dots: the seeds; {interval_note(n)}"
+              f"{', clipped to [0, 100]' if percent and n > 1 else ''}.")
     return fig
 
 
-def grids_with_captions(images: Sequence, captions: Sequence[Sequence[str]], labels: Sequence[str]):
-    """Keyframe grids (one per column) with their captions underneath, one label per paragraph, each wrapped to
-    its column's width."""
+def _trim_black(img) -> np.ndarray:
+    """The image without the black bands a letterboxed grid carries (rows and columns that are all near black)."""
+    a = np.asarray(img)
+    lit = a.reshape(a.shape[0], a.shape[1], -1).max(axis=2) > 8
+    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    return a[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1] if len(rows) and len(cols) else a
+
+
+def grids_with_captions(images: Sequence, captions: Sequence[Sequence[str]], labels: Sequence[str],
+                        flags: Sequence[str | None] | None = None, per_row: int = 4):
+    """Keyframe grids (`per_row` to a row, black bands trimmed) with their captions underneath, one label per
+    paragraph, each wrapped to its column's width; `flags` marks a grid (e.g. a misaligned original caption)."""
     use_style()
-    width = max(16, 128 // len(images))
-    fig, axes = plt.subplots(1, len(images), figsize=(TWO_COLUMN, TWO_COLUMN / len(images) + 1.6), squeeze=False)
-    for ax, img, caps in zip(axes[0], images, captions):
+    trimmed = [_trim_black(img) for img in images]
+    aspect = max(t.shape[0] / t.shape[1] for t in trimmed)
+    cols = min(per_row, len(images))
+    rows = -(-len(images) // cols)
+    width = PAGE / cols
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE, rows * (width * aspect + 1.5)), squeeze=False)
+    for ax in axes.flat[len(images):]:
+        ax.axis("off")
+    for k, (ax, img, caps) in enumerate(zip(axes.flat, trimmed, captions)):
         ax.imshow(img)
         ax.axis("off")
-        text = "\n".join(textwrap.fill(f"{label}: {c}", width) for label, c in zip(labels, caps))
-        ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top", fontsize=5.5)
+        text = "\n".join(textwrap.fill(f"{label}: {c}", max(16, int(width * 14))) for label, c in zip(labels, caps))
+        flag = (flags or [None] * len(images))[k]
+        if flag:
+            ax.set_title(textwrap.fill(flag, max(16, int(width * 12))), fontsize=6.5, color=OKABE_ITO[3])
+        ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top", fontsize=6)
     return fig
 
 
-def training_curves(scalars: pd.DataFrame, metric: str = "val/rsum"):
-    """A validation metric against step, one line per run (`scalars` has columns run, step, metric)."""
-    fig, ax = _figure()
+def training_curves(scalars: pd.DataFrame, runs: pd.DataFrame, metric: str = "val/rsum"):
+    """Validation R-sum against step, one panel per method, one line per seed (`runs`: run, method, seed), the
+    selected (best) step of each run marked."""
+    methods = list(dict.fromkeys(runs["method"]))
+    cols = min(3, len(methods))
+    rows = -(-len(methods) // cols)
+    fig, axes = figure(PAGE, 1.7 * rows + 0.3, nrows=rows, ncols=cols, sharex=True, sharey=True, squeeze=False)
     data = scalars.dropna(subset=[metric])
-    for i, (run, part) in enumerate(data.groupby("run", sort=False)):
-        ax.plot(part["step"], part[metric], marker="o", ms=2, label=run, color=PALETTE[i % len(PALETTE)])
-    ax.set_xlabel("step")
-    ax.set_ylabel(metric)
-    ax.legend(frameon=False, fontsize=6)
+    styles = ["-", "--", ":", "-."]
+    for ax, method in zip(axes.flat, methods):
+        for k, row in enumerate(runs[runs["method"] == method].itertuples()):
+            part = data[data["run"] == row.run]
+            ax.plot(part["step"], part[metric], color=method_color(method), lw=0.9, ls=styles[k % len(styles)],
+                    label=f"seed {row.seed}")
+            if len(part):
+                best = part.loc[part[metric].idxmax()]
+                ax.plot(best["step"], best[metric], "o", ms=3, color=method_color(method))
+        ax.set_title(method_name(method), loc="left")
+    for ax in axes.flat[len(methods):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("training step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation R-sum")
+    seeds = sorted(set(runs["seed"]))
+    fig.legend([plt.Line2D([], [], color="0.3", lw=0.9, ls=styles[k % len(styles)]) for k in range(len(seeds))],
+               [f"seed {s}" for s in seeds], loc="outside upper right", ncol=len(seeds))
+    note(fig, "R-sum: R@1 + R@5 + R@10 in both directions on the validation split (maximum 600). One line per seed; "
+              "dot: the selected (best) validation.")
     return fig
 
 
 def attribute_accuracy(table: pd.DataFrame):
     """Grouped bars of caption accuracy per attribute (`table`: rows attributes, columns caption sources)."""
-    fig, ax = _figure()
-    table.plot.bar(ax=ax, color=PALETTE[: table.shape[1]], rot=0)
+    fig, ax = figure(COLUMN, 2.6)
+    table.plot.bar(ax=ax, color=OKABE_ITO[: table.shape[1]], rot=0, width=0.8, legend=False)
     ax.set_ylabel("captions stating it correctly (%)")
+    ax.set_xlabel("attribute")
     ax.set_ylim(0, 100)
-    ax.legend(frameon=False)
+    legend_above(ax, ncol=1)
     return fig
 
 
 def loss_profile(thetas: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], margin: float):
     """Loss of a positive pair (left) and its pull dℓ/dθ (right) against the angle θ, one line per objective;
     the dotted line marks θ = m, where the subtractive margin stops pulling."""
-    fig, axes = plt.subplots(1, 2, figsize=(TWO_COLUMN, 2.3))
+    fig, axes = figure(PAGE, 2.5, ncols=2)
     degrees = np.degrees(thetas)
     for label, (loss, grad) in curves.items():
         axes[0].plot(degrees, loss, label=label)
@@ -212,24 +309,29 @@ def loss_profile(thetas: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.n
     for ax in axes:
         ax.axvline(np.degrees(margin), color="0.5", ls=":", lw=0.8)
         ax.set_xlabel("angle θ of the positive pair (degrees)")
-    axes[0].set_ylabel("per-sample loss ℓ")
+    axes[0].set_ylabel("per-sample loss ℓ (nats)")
     axes[1].set_ylabel("dℓ/dθ (> 0: pulled closer)")
     axes[1].axhline(0, color="0.6", lw=0.6)
-    axes[0].legend(frameon=False)
-    fig.tight_layout()
+    legend_above(axes[0])
+    note(fig, f"Dotted line: θ = m = {margin:g} rad ({np.degrees(margin):.0f}°).")
     return fig
 
 
 def dose_response(table: pd.DataFrame, accuracy: str = "captions all right (%)"):
     """The gain of caption augmentation (points of test t2v R@1 over InfoNCE, mean and 95% interval over seeds)
     against the captioner's accuracy, one point per captioner strength, labelled by its training steps."""
-    fig, ax = _figure()
+    fig, ax = figure(COLUMN, 2.5)
     yerr = np.vstack([table["gain"] - table["lo"], table["hi"] - table["gain"]])
-    ax.errorbar(table[accuracy], table["gain"], yerr=yerr, marker="o", ms=3, capsize=2, color=PALETTE[0])
+    ax.errorbar(table[accuracy], table["gain"], yerr=None if np.isnan(yerr).all() else yerr, marker="o", ms=3,
+                capsize=2, color=method_color("vlm"))
     for x, y, steps in zip(table[accuracy], table["gain"], table["captioner steps"]):
         ax.annotate(f"{steps} steps", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
     ax.axhline(0, color="0.5", lw=0.6, ls="--")
-    ax.set_xlabel(f"captioner: {accuracy}")
-    ax.set_ylabel("vlm − infonce, t2v R@1")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("training videos captioned with all four attributes right (%)")
+    ax.set_ylabel("t2v R@1 gain over InfoNCE (points)")
+    ax.set_title("VLM captions − InfoNCE", loc="left")
+    n = int(table["seeds"].max())
+    note(fig, f"Each point: the captioner after that many training steps; gain paired by seed, mean over {n} seeds; "
+              f"{interval_note(n)}.")
     return fig
-

@@ -206,10 +206,27 @@ def training_table(cfg: Config) -> pd.DataFrame:
                      "plateau": bool(s.get("plateau")), "val rsum": s["best"]["val/rsum"]})
     df = pd.DataFrame(rows).groupby("method", sort=False)
     out = df[["selected step", "last step", "val rsum"]].mean().round({"selected step": 0, "last step": 0, "val rsum": 1})
+    out = out.astype({"selected step": int, "last step": int})
     knobs = knob_values(cfg)
     shown = {m: ", ".join(f"{k} {v['value']:g} ({v['how']})" for k, v in knobs.get(m, {}).items()) or "—" for m in out.index}
     return out.assign(**{"runs at plateau": df["plateau"].sum().astype(int).astype(str) + "/" + df.size().astype(str)}
                       ).assign(knobs=[shown[m] for m in out.index])
+
+
+def stalled_runs(cfg: Config) -> str:
+    """A reading of the ablation runs whose best validation was their first (after `eval_every` steps): they
+    learnt nothing after it, a collapse that the means over seeds would otherwise hide."""
+    run, lines = Run(cfg), []
+    for name, _, _ in ablation_runs(cfg):
+        best = run.read("summary", name)["best"]["step"]
+        if best <= cfg.eval_every:
+            test = run.path("test", name)
+            score = f"; test t2v R@1 {run.read('test', name)['t2v']['R@1']:.1f}" if test.exists() else ""
+            lines.append(f"- `{name}`: best validation at step {best}, its first{score}.")
+    if not lines:
+        return f"Every run improved on its first validation (step {cfg.eval_every})."
+    return ("Runs that never improved on their first validation, a collapse (they count in every mean and interval "
+            "here):\n\n" + "\n".join(lines))
 
 
 def tuning_caption(cfg: Config) -> str:
@@ -298,7 +315,7 @@ def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.Data
         f"plateaus, at most {cfg.steps} steps. Nothing here is written by hand: the readings compare each method with InfoNCE "
         "using 95% Student-t intervals over seeds.", "",
         *(["## Claims", "", tables["claims"][1], "", md(tables["claims"][0]), ""] if "claims" in tables else []),
-        "## Training and tuning", "", tables["training"][1], "", md(tables["training"][0]), "",
+        "## Training and tuning", "", tables["training"][1], "", md(tables["training"][0]), "", stalled_runs(cfg), "",
         *([tables["tuning"][1], "", md(tables["tuning"][0]), ""] if "tuning" in tables else []),
         "## Retrieval", "", tables["ablation_retrieval"][1], "", md(tables["ablation_retrieval"][0]), "",
         reading(metrics, "t2v R@1"), "", reading(metrics, "v2t R@1"), "",
@@ -363,25 +380,29 @@ def captioner_accuracy(cfg: Config) -> pd.DataFrame:
 
 
 def reading(metrics: dict, metric: str = "t2v R@1", baseline: str = "infonce") -> str:
-    """A plain-language reading of the ablation computed from the numbers (never written by hand): each
-    method against the baseline, with whether the difference is larger than the seed-to-seed spread."""
+    """A plain-language reading of the ablation computed from the numbers (never written by hand): each method
+    against the baseline by its per-seed difference (paired, as the claims are: a seed gives every method the same
+    corpus draw, initialisation and batch order), with the 95% Student-t interval of that difference."""
     abl = metrics["ablation"]
     if baseline not in abl:
         return f"No `{baseline}` run to compare with."
     if metric not in abl[baseline] or not abl[baseline][metric]["n"]:
         return f"No **{metric}**: nothing of that kind was tested (e.g. no test rows in that group)."
+    per_seed = {(r["method"], r["seed"]): r.get(metric) for r in metrics["runs"]}
     base = abl[baseline][metric]
-    lines = [f"Reading of **{metric}** (mean over {base['n']} seed(s)) against `{baseline}` ({base['mean']:.1f}):", ""]
+    lines = [f"Reading of **{metric}** against `{baseline}` ({base['mean']:.1f}), paired by seed: mean over "
+             f"{base['n']} seed(s) and the 95% interval of the per-seed difference.", ""]
     for method, values in abl.items():
         if method == baseline or metric not in values:
             continue
-        v = values[metric]
-        diff = v["mean"] - base["mean"]
-        if v["n"] < 2:
-            verdict = "one seed only, so no interval: treat the difference as unconfirmed"
-        elif v["lo"] > base["hi"] or v["hi"] < base["lo"]:
-            verdict = "the 95% intervals do not overlap"
+        diffs = [per_seed[method, s] - per_seed[baseline, s] for s in metrics["seeds"]
+                 if pd.notna(per_seed.get((method, s))) and pd.notna(per_seed.get((baseline, s)))]
+        ci = mean_ci(diffs)
+        if ci["n"] < 2:
+            said = "one seed only, so no interval: treat the difference as unconfirmed"
         else:
-            verdict = "the 95% intervals overlap: not distinguishable at this number of seeds"
-        lines.append(f"- `{method}`: {v['mean']:.1f} ({diff:+.1f} points); {verdict}.")
+            side = ("higher than" if ci["lo"] > 0 else "lower than" if ci["hi"] < 0
+                    else "not distinguishable at this number of seeds from")
+            said = f"[{ci['lo']:+.1f}, {ci['hi']:+.1f}]: {side} `{baseline}`"
+        lines.append(f"- `{method}`: {values[metric]['mean']:.1f} ({ci['mean']:+.1f} points); {said}.")
     return "\n".join(lines)

@@ -110,6 +110,7 @@ def test_split_summary_reports_noise_and_balance(smoke_cfg):
     table = split_summary(json.loads((smoke_cfg.data_dir / "corpus.json").read_text()))
     assert table.loc["train", "rows"] == smoke_cfg.n_train and table.loc["test", "misaligned"] == 0
     assert table.loc["meta", "max rows/topic"] == table.loc["meta", "min rows/topic"] == smoke_cfg.n_meta_per_topic
+    assert ".0 " not in table.drop(columns="misaligned (%)").to_string() + " "  # counts print as integers
 
 
 def test_synth_never_writes_over_an_ingested_dataset(smoke_cfg, tmp_path):
