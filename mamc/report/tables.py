@@ -263,8 +263,9 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
         "ablation_retrieval": (wide(agg, RETRIEVAL), f"Text-video retrieval on the {cfg.dataset} test set "
                                f"({_tested(counts)}), mean ± std over seeds {list(cfg.seeds)}.{_ceiling(ceiling)}"),
         "head_tail": (wide(agg, ["head t2v R@1", "tail t2v R@1", "DSL t2v R@1"]),
-                      "t2v R@1 on head and tail topics, and with dual-softmax re-scoring (DSL, an inference-time "
-                      f"variant).{_ceiling(ceiling)}"),
+                      "t2v R@1 on head topics (the most frequent half by training clips) and tail topics, and with "
+                      f"dual-softmax re-scoring (DSL, an inference-time variant), mean ± std over seeds {list(cfg.seeds)}."
+                      f"{_ceiling(ceiling)}"),
         "ablation_ci": (agg[["method", "metric", "mean", "std", "lo", "hi", "n"]].round(2),
                         f"Every metric with its 95% Student-t interval over seeds.{_ceiling(ceiling)}"),
         "margin_sweep": (sweep.round(2), f"Subtractive margin sweep on test (seed {cfg.seeds[0]}; the margin is chosen "
@@ -295,7 +296,8 @@ def build_tables(cfg: Config, compare: list[str | Path] = ()) -> dict:
         metrics["dose_response"] = dose.to_dict(orient="records")
     if "QA open acc" in results:
         tables["qa"] = (wide(agg, ["QA MC acc", "QA open acc"]), f"Video QA accuracy (%) on the {cfg.qa_dataset} QA split "
-                        "(open-ended: argmax over the answer vocabulary; multiple choice where questions list candidates).")
+                        "(open-ended: argmax over the answer vocabulary; multiple choice where questions list candidates), "
+                        f"mean ± std over seeds {list(cfg.seeds)}.")
     for name, (table, caption) in tables.items():
         write_table(table, run.tables, name, caption)
     write_text(run.tables / "runs.csv", results.to_csv(index=False))
