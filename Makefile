@@ -14,7 +14,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce smoke test lab figures benchmarks gpu-check clean
+.PHONY: setup reproduce study smoke test lab figures benchmarks gpu-check clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,20 @@ $(STAMP): pyproject.toml
 
 reproduce: setup
 	$(PY) -m mamc reproduce --profile $(PROFILE) --out $(RUN)
+
+# The study: the methods of the claims over more seeds (docs/STUDY.md is a copy of its RESULTS.md), and the
+# captioner drawn again (another captioner_seed, the same data) to measure how much C3 moves with it.
+STUDY ?= runs/study
+STUDY_SEEDS ?= 0,1,2,3,4,5,6,7,8,9,10,11
+CAPTIONER_SEEDS ?= 1 2
+DRAW_SEEDS ?= 0,1,2
+study: setup
+	$(PY) -m mamc reproduce --profile $(PROFILE) --out $(STUDY) --param seeds=$(STUDY_SEEDS) \
+		--param methods=infonce,margin,meta,vlm,mama --param dose_captioner_steps=
+	for k in $(CAPTIONER_SEEDS); do $(PY) -m mamc reproduce --profile $(PROFILE) --out $(STUDY)_captioner$$k \
+		--param captioner_seed=$$k --param seeds=$(DRAW_SEEDS) --param methods=infonce,vlm \
+		--param dose_captioner_steps= || exit 1; done
+	$(PY) -m mamc evaluate --run $(STUDY) --captioner-draws $(addprefix $(STUDY)_captioner,$(CAPTIONER_SEEDS))
 
 smoke: setup
 	$(PY) -m mamc reproduce --profile smoke --out runs/smoke

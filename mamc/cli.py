@@ -123,7 +123,7 @@ def cmd_evaluate(args) -> int:
 
     cfg = _run_config(args)
     evaluate_all(cfg, qa=not args.no_qa)
-    metrics = build_tables(cfg, compare=args.compare)
+    metrics = build_tables(cfg, compare=args.compare, draws=args.captioner_draws)
     print(f"tables: {cfg.run_path / 'tables'}; metrics: {cfg.run_path / 'metrics.json'} ({len(metrics['runs'])} runs)")
     return 0
 
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-qa", action="store_true")
     p.add_argument("--compare", nargs="*", default=[], metavar="RUN",
                    help="paper-profile run folders whose results fill the paper table's kit column")
+    p.add_argument("--captioner-draws", nargs="*", default=[], metavar="RUN",
+                   help="run folders of the same data with another captioner_seed: C3 under each captioner")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("lab", help="JupyterLab on a run folder's own (signed) copies of the notebooks")

@@ -113,6 +113,10 @@ class Config:
     meta_lr_sweep: tuple[float, ...] = (1e-5, 1e-4, 1e-3)
     # VLM captioning (mamc.caption)
     captioner: str = "embedded"
+    # The captioner's draw: the seed of everything random in making captions (the embedded captioner's corpus,
+    # initialisation and batch order; each video's sampling seed). -1 takes the run's `seed`; another value makes
+    # another captioner of the same recipe on the same data, so that its share of the results' variation is measured.
+    captioner_seed: int = -1
     # The caption recipe (see CAPTION_RECIPES) sets the prompt, sampling and length rule; settings named
     # explicitly win over it.
     caption_recipe: str = "paper"
@@ -148,6 +152,11 @@ class Config:
     @property
     def data_dir(self) -> Path:
         return self.run_path / "data"
+
+    @property
+    def caption_seed(self) -> int:
+        """The seed of the captions (`captioner_seed`, or the run's `seed` when that is -1)."""
+        return self.seed if self.captioner_seed < 0 else self.captioner_seed
 
     @property
     def dose_snapshots(self) -> tuple[int, ...]:
@@ -193,7 +202,8 @@ _PROFILES: dict[str, dict[str, Any]] = {
 
 # Valid values, checked before any work starts: inclusive lower bounds, upper bounds, strict positives, choices.
 _AT_LEAST = dict(
-    seed=0, threads=0, parallel_runs=1, n_train=1, n_meta_per_topic=1, n_val=1, n_test=1, n_qa=0, n_topics=1, zipf_exponent=0.0,
+    seed=0, captioner_seed=-1, threads=0, parallel_runs=1,
+    n_train=1, n_meta_per_topic=1, n_val=1, n_test=1, n_qa=0, n_topics=1, zipf_exponent=0.0,
     noise_rate=0.0, clip_frames=2, clip_size=8, fps=1, frames=1, frame_size=8, embed_dim=1, video_width=1,
     video_depth=1, video_heads=1, video_mlp_ratio=1, patch_size=1, margin=0.0, meta_hidden=1, virtual_lr=0.0, meta_interval=1,
     meta_batch_size=2, steps=1, batch_size=2, weight_decay=0.0, warmup_steps=0, ckpt_every=1, eval_every=1, patience=0,

@@ -41,10 +41,11 @@ def interval(values: list[float]) -> dict:
     return {"mean": mean, "std": std, "lo": mean - half, "hi": mean + half, "n": n}
 
 
-def seeds_for_one_point(std: float) -> int | None:
+def seeds_for_half_width(std: float, half: float) -> int | None:
+    """The fewest seeds (2 to 1000) whose 95% interval would be ±`half` at this spread."""
     if not math.isfinite(std):
         return None
-    return next((n for n in range(2, 1001) if student_t.ppf(0.975, n - 1) * std / math.sqrt(n) <= 1.0), None)
+    return next((n for n in range(2, 1001) if student_t.ppf(0.975, n - 1) * std / math.sqrt(n) <= half), None)
 
 
 def verdict(ci: dict) -> str:
@@ -61,6 +62,16 @@ def median(ranks: list[int]) -> float:
     s = sorted(ranks)
     mid = len(s) // 2
     return float(s[mid]) if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def recall_1(rank_a: int, rank_b: int) -> float:
+    """A query's top-1 hit under a minus under b, in points."""
+    return 100.0 * ((rank_a <= 1) - (rank_b <= 1))
+
+
+def log_rank_gain(rank_a: int, rank_b: int) -> float:
+    """Halvings of the right video's rank from b to a."""
+    return math.log2(rank_b / rank_a)
 
 
 def md_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
@@ -105,7 +116,8 @@ class Audit:
                 return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
             if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
                 return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-            if isinstance(a, str) or isinstance(b, str) or a is None or b is None:
+            a, b = (math.nan if v is None else v for v in (a, b))  # pandas writes a missing number as NaN
+            if isinstance(a, str) or isinstance(b, str):
                 return str(a) == str(b)
             a, b = float(a), float(b)
             if math.isnan(a) or math.isnan(b):
@@ -175,7 +187,7 @@ class Audit:
         ranks = self._json(f"logs/{name}/test.json")["ranks"]
         topic = {r["video_id"]: r["topic"] for r in self.rows if r["split"] == "test"}
         groups = self.groups()
-        out = {}
+        out = {"ranks": ranks}
         for d in ("t2v", "v2t"):
             out |= {f"{d} R@{k}": recall(ranks[d], k) for k in (1, 5, 10)} | {f"{d} MdR": median(ranks[d])}
         by_topic, by_group = defaultdict(list), defaultdict(list)
@@ -218,7 +230,7 @@ class Audit:
             tables.append(table_with(self.results, "method", "QA open acc"))
         for method in self.cfg["methods"]:
             for metric in values[method, self.cfg["seeds"][0]]:
-                if metric == "per topic":
+                if metric in ("per topic", "ranks"):
                     continue
                 ci = interval([values[method, s][metric] for s in self.cfg["seeds"]])
                 for k in ("mean", "std", "lo", "hi", "n"):
@@ -255,18 +267,21 @@ class Audit:
     def paired(self, values: dict, method: str, base: str, metric: str = "t2v R@1") -> list[float]:
         return [values[method, s][metric] - values[base, s][metric] for s in self.cfg["seeds"]]
 
-    def rarity_slopes(self, values: dict) -> list[float]:
-        """Per seed: least-squares slope of the per-topic R@1 gain (meta − infonce) on −log10 training share."""
+    def rarity_slopes(self, values: dict, per_query) -> list[float]:
+        """Per seed: least-squares slope, on −log10 training share, of each topic's mean over its test queries of
+        `per_query`(rank under meta, rank under InfoNCE)."""
         counts = self.train_counts()
         total = sum(counts.values())
+        topic = {r["video_id"]: r["topic"] for r in self.rows if r["split"] == "test"}
         out = []
         for s in self.cfg["seeds"]:
-            a, b = values["meta", s]["per topic"], values["infonce", s]["per topic"]
-            topics = [t for t in a if t in b and t in counts]
-            if len(topics) < 3:
-                continue
+            a, b = values["meta", s]["ranks"], values["infonce", s]["ranks"]
+            gains = defaultdict(list)
+            for vid, x, y in zip(a["query_video_ids"], a["t2v"], b["t2v"]):
+                gains[topic[vid]].append(per_query(x, y))
+            topics = [t for t in gains if t in counts]
             x = np.array([-math.log10(counts[t] / total) for t in topics])
-            y = np.array([a[t] - b[t] for t in topics])
+            y = np.array([np.mean(gains[t]) for t in topics])
             out.append(float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()))
         return out
 
@@ -294,21 +309,23 @@ class Audit:
     def audit_claims(self, values: dict, runs: dict) -> None:
         parts = [m for m in ("margin", "meta", "vlm") if m in self.cfg["methods"]]
         mama = [values["mama", s]["t2v R@1"] - max(values[m, s]["t2v R@1"] for m in parts) for s in self.cfg["seeds"]]
-        per_seed = {"C1": self.paired(values, "margin", "infonce"), "C2": self.rarity_slopes(values),
+        per_seed = {"C1": self.paired(values, "margin", "infonce"), "C2": self.rarity_slopes(values, recall_1),
+                    "C2b": self.rarity_slopes(values, log_rank_gain),
                     "C3": self.paired(values, "vlm", "infonce"), "C4": self.ends_below_peak(runs), "C5": mama}
-        reported = {c["claim"][:2]: c for c in self.metrics["claims"]}
-        table = {k[:2]: v for k, v in table_with(self.results, "claim", "verdict").items()}
+        reported = {c["claim"].split()[0]: c for c in self.metrics["claims"]}
+        table = {k.split()[0]: v for k, v in table_with(self.results, "claim", "verdict").items()}
         self.check("claims reported", sorted(reported), sorted(per_seed))
         for claim, xs in per_seed.items():
             ci = interval(xs)
             expected = {"effect": ci["mean"], "lo": ci["lo"], "hi": ci["hi"], "± (95%)": (ci["hi"] - ci["lo"]) / 2,
-                        "seeds": ci["n"], "seeds for ±1": seeds_for_one_point(ci["std"]), "verdict": verdict(ci)}
+                        "seeds": ci["n"], "seeds for ±1": seeds_for_half_width(ci["std"], 1.0),
+                        "seeds for its sign": seeds_for_half_width(ci["std"], abs(ci["mean"])) if ci["mean"] else None,
+                        "verdict": verdict(ci)}
             for k, v in expected.items():
                 # C4 evaluates the MLP: float32 in the kit, float64 here.
                 self.check(f"metrics.json {claim} {k}", reported[claim][k], v, rel=1e-5 if claim == "C4" else 1e-9)
                 cell = table[claim][k]
-                self.check(f"RESULTS.md {claim} {k}", cell if isinstance(v, str) or v is None or cell in ("", "nan")
-                           else float(cell), v if not (v is None and cell == "") else "", digits=2)
+                self.check(f"RESULTS.md {claim} {k}", cell if isinstance(v, str) else float(cell or "nan"), v, digits=2)
 
     def audit_sweep(self) -> None:
         first, shown = self.cfg["seeds"][0], table_with(self.results, "margin", "tail t2v R@1")
@@ -413,6 +430,26 @@ class Audit:
                 self.check(f"metrics.json dose {k} {key}", reported[k][key], v)
                 self.check(f"RESULTS.md dose {k} {key}", float(dose[str(k)][key]), v, digits=2)
 
+    def audit_draws(self) -> None:
+        """The captioner-draw table: each captioner's paired vlm − infonce gain on the training seeds all draws
+        share, from each run folder's own ranks, and the spread across captioners stated in its caption."""
+        if "captioner_draws" not in self.metrics:
+            return
+        rows = self.metrics["captioner_draws"]
+        audits = [self if r["run"] == self.root.name else Audit(self.root.parent / r["run"]) for r in rows]
+        seeds = sorted(set.intersection(*(set(a.cfg["seeds"]) for a in audits)))
+        gains = []
+        for row, audit in zip(rows, audits):
+            runs = audit.ablation()
+            ci = interval([audit.test_metrics(runs["vlm", s])["t2v R@1"] - audit.test_metrics(runs["infonce", s])["t2v R@1"]
+                           for s in seeds])
+            gains.append(ci["mean"])
+            for k in ("gain", "lo", "hi"):
+                self.check(f"metrics.json captioner draw {row['run']} {k}", row[k], ci[k])
+            self.check(f"metrics.json captioner draw {row['run']} seeds", row["seeds"], len(seeds))
+        spread = interval(gains)["std"]
+        self.check("RESULTS.md captioner draws spread", f"standard deviation is {spread:.2f} points" in self.results, True)
+
     def audit_ceiling(self) -> None:
         """The oracle's expected R@k: a caption consistent with n test clips (what it states, and the colour
         change) finds its own at rank ≤ k with probability min(1, k/n)."""
@@ -441,6 +478,7 @@ class Audit:
         self.audit_training(runs)
         self.audit_weighting(runs)
         self.audit_captions(values)
+        self.audit_draws()
         self.audit_ceiling()
         return self.checks
 

@@ -32,7 +32,9 @@ PAPER = ("mamc ingest msrvtt ", "mamc frames --run runs/paper", "torchrun --npro
          "--run runs/paper --method mama", "mamc reproduce --profile paper --out runs/paper", "mamc ingest didemo ",
          "mamc evaluate --run runs/paper --compare runs/didemo")
 GPU_CHECK = ("mamc gpu-check ",)
-ELSEWHERE = {"make reproduce": "tests/conftest.py::smoke_run runs the target's recipe at the smoke profile"}
+ELSEWHERE = {"make reproduce": "tests/conftest.py::smoke_run runs the target's recipe at the smoke profile",
+             "make study": "tests/test_reproduce.py::test_make_study_extends_a_run_and_draws_the_captioner_again runs "
+                           "the target at the smoke profile"}
 NOT_RUN = {
     "make test": "it is this suite (CI runs it: .ci/run)",
     "huggingface-cli download openai/clip-vit-base-patch32": "a download from the hub (no network here); the "

@@ -30,7 +30,7 @@ def captioner_corpus(cfg: Config, progress: bool = True) -> list[dict]:
     listing = Run(cfg).path("captioner corpus")
     if listing.exists():
         return [row for _, row in iter_jsonl(listing)]
-    rng = np.random.default_rng([cfg.seed, STREAM])
+    rng = np.random.default_rng([cfg.caption_seed, STREAM])
     topics = topic_names()
     rows = []
     for k in tqdm(range(cfg.captioner_corpus), desc="captioner corpus", disable=not progress):

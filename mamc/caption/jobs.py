@@ -106,7 +106,7 @@ def within_length(cap: Captioner, cfg: Config, generate, inputs: list, rows: lis
                 out[i] = None
                 break
             tries[i] += 1
-            seed = video_seed(cfg.seed, f"{row['video_id']}#{tries[i]}")
+            seed = video_seed(cfg.caption_seed, f"{row['video_id']}#{tries[i]}")
             out[i] = generate(cap, inputs[i : i + 1], cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens, seed=[seed])[0]
     return out, tries
 
@@ -142,7 +142,7 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
     provenance = {"model": cap.name, "revision": cap.revision, "recipe": cfg.caption_recipe, "input": cfg.caption_input,
                   "prompt": cfg.prompt, "temperature": cfg.gen_temperature, "max_caption_tokens": cfg.max_caption_tokens,
                   "max_new_tokens": cfg.max_new_tokens, "grid": [cfg.grid_rows, cfg.grid_cols], "cell": cfg.grid_cell,
-                  "seed": cfg.seed}
+                  "seed": cfg.caption_seed}
     attempted, failures = set(), {}
 
     def fail(row: dict, reason: str) -> None:
@@ -166,7 +166,7 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
             stats["seconds"]["grid"] += time.time() - t
             t = time.time()
             generate = generate_captions if cfg.caption_input == "grid" else generate_video_captions
-            seeds = [video_seed(cfg.seed, r["video_id"]) for r in batch]
+            seeds = [video_seed(cfg.caption_seed, r["video_id"]) for r in batch]
             texts = generate(cap, inputs, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens, seed=seeds) if inputs else []
             texts, resampled = within_length(cap, cfg, generate, inputs, batch, texts)
             stats["seconds"]["generate"] += time.time() - t
@@ -255,7 +255,7 @@ def caption_real_clips(cfg: Config, captioner: Captioner, clips: list[Path]) -> 
     `real_clip_captions` in `data/real_clip_captions.json`."""
     grids = [grid_for_video(p, cfg) for p in clips]
     texts = generate_captions(captioner, grids, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens,
-                              seed=[video_seed(cfg.seed, p.stem) for p in clips])
+                              seed=[video_seed(cfg.caption_seed, p.stem) for p in clips])
     rows = [{"clip": str(p), "caption": t} for p, t in zip(clips, texts)]
     write_json(Run(cfg).path("real clip captions"), rows)
     return rows

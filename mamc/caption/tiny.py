@@ -325,15 +325,15 @@ def _train_stages(cfg, ticks=None, progress: bool = True) -> None:
 
     captions = [r["caption"] for r in rows]
     size = jittered_grid(0, np.random.default_rng(0)).shape[0]
-    processor, model = build_captioner(captions + [cfg.prompt], image_size=size, seed=cfg.seed)
+    processor, model = build_captioner(captions + [cfg.prompt], image_size=size, seed=cfg.caption_seed)
     dist.broadcast_params(model)
     labels = {a: [str(r["attributes"][a]) for r in rows] for a in (*ATTRIBUTES, "change_to")}
     vision_losses = pretrain_vision(processor, model, jittered_grid, labels, cfg.captioner_vision_steps,
-                                    cfg.captioner_batch_size, seed=cfg.seed, progress=progress, after_step=tick)
+                                    cfg.captioner_batch_size, seed=cfg.caption_seed, progress=progress, after_step=tick)
     lap("vision tower")
     snapshots = {k: snapshot_dir(cfg, k) for k in cfg.dose_snapshots}
     losses = train_captioner(processor, model, jittered_grid, captions, cfg.prompt, cfg.captioner_steps,
-                             batch_size=cfg.captioner_batch_size, lr=cfg.captioner_lr, seed=cfg.seed, progress=progress,
+                             batch_size=cfg.captioner_batch_size, lr=cfg.captioner_lr, seed=cfg.caption_seed, progress=progress,
                              snapshots=snapshots, freeze_vision=cfg.captioner_vision_steps > 0, after_step=tick)
     lap("captioner")
     save_captioner(Run(cfg).path("captioner"), processor, model, {
@@ -353,7 +353,7 @@ def heldout_accuracy(cfg, captioner_dir: Path, rows: list[dict]) -> dict[str, fl
     texts = []
     for b in range(0, len(rows), cfg.caption_batch_size):
         batch = rows[b : b + cfg.caption_batch_size]
-        seeds = [video_seed(cfg.seed, r["video_id"]) for r in batch]
+        seeds = [video_seed(cfg.caption_seed, r["video_id"]) for r in batch]
         texts += generate_captions(cap, [grid_for_video(clip_path(cfg, r), cfg) for r in batch], cfg.prompt,
                                    cfg.gen_temperature, cfg.max_new_tokens, seed=seeds)
     return caption_accuracy([r["attributes"] for r in rows], texts)

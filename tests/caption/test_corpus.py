@@ -42,3 +42,15 @@ def test_the_same_clips_every_time_and_a_kill_before_the_list_regenerates_them(s
     assert [_digest(clip_path(cfg, r)) for r in first] == digests
     other = replace(smoke_cfg, run_dir=str(tmp_path / "b"))
     assert [_digest(clip_path(other, r)) for r in captioner_corpus(other, progress=False)] == digests
+
+
+def test_another_captioner_seed_draws_another_corpus_still_disjoint(smoke_cfg, tmp_path):
+    """`captioner_seed` is the captioner's draw: its corpus changes with it, the benchmark does not, and -1 is the
+    run's own seed."""
+    assert smoke_cfg.captioner_seed == -1 and smoke_cfg.caption_seed == smoke_cfg.seed
+    own = captioner_corpus(replace(smoke_cfg, run_dir=str(tmp_path / "own")), progress=False)
+    other_cfg = replace(smoke_cfg, run_dir=str(tmp_path / "other"), captioner_seed=7)
+    other = captioner_corpus(other_cfg, progress=False)
+    assert other_cfg.caption_seed == 7 and [r["attributes"] for r in other] != [r["attributes"] for r in own]
+    benchmark = {_digest(smoke_cfg.data_dir / r["video"]) for r in load_rows(smoke_cfg)}
+    assert not {_digest(clip_path(other_cfg, r)) for r in other} & benchmark
