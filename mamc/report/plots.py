@@ -237,15 +237,20 @@ def grids_with_captions(images: Sequence, captions: Sequence[Sequence[str]], lab
     paragraph, each wrapped to its column's width; `flags` marks a grid (e.g. a misaligned original caption)."""
     use_style()
     trimmed = [_trim_black(img) for img in images]
-    aspect = max(t.shape[0] / t.shape[1] for t in trimmed)
     cols = min(per_row, len(images))
     rows = -(-len(images) // cols)
     width = PAGE / cols
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE, rows * (width * aspect + 1.5)), squeeze=False)
+    lines = max(len(textwrap.fill(f"{label}: {c}", max(16, int(width * 14))).splitlines()) + 1
+                for caps in captions for label, c in zip(labels, caps))
+    heights = [width * max(t.shape[0] / t.shape[1] for t in trimmed[r * cols:(r + 1) * cols]) + 0.12 * lines + 0.3
+               for r in range(rows)]  # each row as tall as its tallest grid, plus its captions
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     for ax in axes.flat[len(images):]:
         ax.axis("off")
     for k, (ax, img, caps) in enumerate(zip(axes.flat, trimmed, captions)):
         ax.imshow(img)
+        ax.set_anchor("N")  # the image at the top of its cell, its captions right under it
         ax.axis("off")
         text = "\n".join(textwrap.fill(f"{label}: {c}", max(16, int(width * 14))) for label, c in zip(labels, caps))
         flag = (flags or [None] * len(images))[k]
