@@ -144,7 +144,9 @@ def ablation_runs(cfg: Config) -> list[tuple[str, str, int]]:
 
 def sweep_runs(cfg: Config) -> list[tuple[str, Config]]:
     """(run name, configuration) of every margin of the sweep (first seed): m = 0 is the InfoNCE run, the others
-    are the margin method's tuning runs."""
+    are the margin method's tuning runs. None when the margin method is not among the methods trained."""
+    if "margin" not in cfg.methods:
+        return []
     seed = cfg.seeds[0]
     return [(run_name("infonce", seed) if m == 0 else run_name("margin", seed, margin=m), replace(cfg, margin=m))
             for m in cfg.margin_sweep]

@@ -110,7 +110,7 @@ class Audit:
         return json.loads((self.root / rel).read_text())
 
     def check(self, what: str, reported, recomputed, digits: int | None = None, rel: float = 1e-9) -> None:
-        """Numbers agree to `rel` (or to `digits` decimals, as shown); NaN and None agree with themselves."""
+        """Numbers agree to `rel`, or, shown with `digits` decimals, to the rounding; NaN and None agree with each other."""
         def same(a, b):
             if isinstance(a, dict) and isinstance(b, dict):
                 return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
@@ -122,7 +122,9 @@ class Audit:
             a, b = float(a), float(b)
             if math.isnan(a) or math.isnan(b):
                 return math.isnan(a) and math.isnan(b)
-            return abs(a - (round(b, digits) if digits is not None else b)) <= rel * max(1.0, abs(b))
+            if digits is not None:  # shown rounded: within half a unit of the last digit (a tie may go either way)
+                return abs(a - b) <= 0.5 * 10 ** -digits + 1e-9
+            return abs(a - b) <= rel * max(1.0, abs(b))
         self.checks.append((what, reported, recomputed, same(reported, recomputed)))
 
     # ---- the data -------------------------------------------------------------------------------------------
@@ -162,8 +164,9 @@ class Audit:
         """The knob each searching method keeps: the best validation R-sum on the first seed (ties: the smaller
         value); a method whose knob was set has one run. `mama` takes its parts' choices."""
         first, out = self.cfg["seeds"][0], {}
+        needed = set(self.cfg["methods"]) | ({"margin", "meta"} if "mama" in self.cfg["methods"] else set())
         for method, knob in KNOB.items():
-            runs = self.runs_of(method, first)
+            runs = self.runs_of(method, first) if method in needed else []
             if runs:
                 best = max(runs, key=lambda n: (self.summaries[n]["best"]["val/rsum"], -self.summaries[n][knob]))
                 out[method] = {knob: self.summaries[best][knob]}
@@ -235,10 +238,10 @@ class Audit:
                 ci = interval([values[method, s][metric] for s in self.cfg["seeds"]])
                 for k in ("mean", "std", "lo", "hi", "n"):
                     self.check(f"metrics.json ablation {method} {metric} {k}", self.metrics["ablation"][method][metric][k], ci[k])
-                cell = f"{ci['mean']:.1f}" if math.isnan(ci["std"]) else f"{ci['mean']:.1f} ± {ci['std']:.1f}"
                 for table in tables:
                     if metric in table.get(method, {}):
-                        self.check(f"RESULTS.md {method} {metric}", table[method][metric], cell)
+                        shown = [float(x) for x in table[method][metric].split(" ± ")]
+                        self.check(f"RESULTS.md {method} {metric}", shown, [ci["mean"], ci["std"]][: len(shown)], digits=1)
 
     def audit_readings(self, values: dict) -> None:
         """Each reading line of RESULTS.md: the method's mean, its paired difference from InfoNCE, the interval of
@@ -267,15 +270,15 @@ class Audit:
     def paired(self, values: dict, method: str, base: str, metric: str = "t2v R@1") -> list[float]:
         return [values[method, s][metric] - values[base, s][metric] for s in self.cfg["seeds"]]
 
-    def rarity_slopes(self, values: dict, per_query) -> list[float]:
+    def rarity_slopes(self, values: dict, method: str, per_query) -> list[float]:
         """Per seed: least-squares slope, on −log10 training share, of each topic's mean over its test queries of
-        `per_query`(rank under meta, rank under InfoNCE)."""
+        `per_query`(rank under `method`, rank under InfoNCE)."""
         counts = self.train_counts()
         total = sum(counts.values())
         topic = {r["video_id"]: r["topic"] for r in self.rows if r["split"] == "test"}
         out = []
         for s in self.cfg["seeds"]:
-            a, b = values["meta", s]["ranks"], values["infonce", s]["ranks"]
+            a, b = values[method, s]["ranks"], values["infonce", s]["ranks"]
             gains = defaultdict(list)
             for vid, x, y in zip(a["query_video_ids"], a["t2v"], b["t2v"]):
                 gains[topic[vid]].append(per_query(x, y))
@@ -309,8 +312,9 @@ class Audit:
     def audit_claims(self, values: dict, runs: dict) -> None:
         parts = [m for m in ("margin", "meta", "vlm") if m in self.cfg["methods"]]
         mama = [values["mama", s]["t2v R@1"] - max(values[m, s]["t2v R@1"] for m in parts) for s in self.cfg["seeds"]]
-        per_seed = {"C1": self.paired(values, "margin", "infonce"), "C2": self.rarity_slopes(values, recall_1),
-                    "C2b": self.rarity_slopes(values, log_rank_gain),
+        per_seed = {"C1": self.paired(values, "margin", "infonce"), "C2": self.rarity_slopes(values, "meta", recall_1),
+                    "C2b": self.rarity_slopes(values, "meta", log_rank_gain),
+                    "C2c": self.rarity_slopes(values, "vlm", log_rank_gain),
                     "C3": self.paired(values, "vlm", "infonce"), "C4": self.ends_below_peak(runs), "C5": mama}
         reported = {c["claim"].split()[0]: c for c in self.metrics["claims"]}
         table = {k.split()[0]: v for k, v in table_with(self.results, "claim", "verdict").items()}

@@ -37,7 +37,7 @@ def test_run_folder_holds_every_artifact_of_the_contract(smoke_run):
     assert "Attainable t2v ceiling" in results and "tail − head" in results  # read against the ceiling and the control
     metrics = json.loads((smoke_run / "metrics.json").read_text())
     assert metrics["t2v_ceiling"] == retrieval_ceiling(read_manifest(smoke_run / "data" / "manifest.jsonl", "test"))
-    assert [c["claim"].split()[0] for c in metrics["claims"]] == ["C1", "C2", "C2b", "C3", "C4", "C5"]
+    assert [c["claim"].split()[0] for c in metrics["claims"]] == ["C1", "C2", "C2b", "C2c", "C3", "C4", "C5"]
     assert {c["seeds"] for c in metrics["claims"]} == {2}
     assert set(metrics["ablation"]) == {"infonce", "margin", "meta", "vlm", "mama", "additive"}
     mama = [json.loads(p.read_text())["t2v"]["R@1"] for p in sorted((smoke_run / "logs").glob("mama_s*/test.json"))]

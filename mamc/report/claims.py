@@ -121,6 +121,13 @@ def claims_table(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
                                "log2 rank gain (meta over infonce) per 10× rarer topic", rank_slopes,
                                "C2 with each topic's mean halvings of the right video's rank over all its queries, "
                                "not only the top-1 hits: the same claim with far less sampling noise per topic"))
+        control = _rarity_slope(cfg, "vlm", _log_rank_gains) if "vlm" in have else []
+        if control:
+            rows.append(_claim("C2c control: the same slope without weighting",
+                               "log2 rank gain (vlm over infonce) per 10× rarer topic", control,
+                               "C2b for `vlm`, which improves on InfoNCE without any weighting: a slope here too means "
+                               "rarer topics gain more from any improvement, so C2b alone does not show that the "
+                               "weighting focuses on them"))
     if {"vlm", "infonce"} <= have:
         rows.append(_claim("C3 VLM captions help", "t2v R@1, vlm − infonce", _paired(results, "vlm", "infonce"),
                            "a caption by the run's captioner added for every training video; the dose-response "

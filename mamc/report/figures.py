@@ -129,6 +129,8 @@ def _training_curves(cfg: Config):
 
 
 def _weight_curves(cfg: Config):
+    if not {"meta", "mama"} & set(cfg.methods):
+        return None
     name = ablation_name(cfg, weighted_method(cfg), cfg.seeds[0])
     grid, curves = weight_curve_data(cfg, name)
     write_json(Run(cfg).figures / "weight_curves.json",
@@ -137,6 +139,8 @@ def _weight_curves(cfg: Config):
 
 
 def _loss_weight_distributions(cfg: Config):
+    if not {"meta", "mama"} & set(cfg.methods):
+        return None
     name = ablation_name(cfg, weighted_method(cfg), cfg.seeds[0])
     return plots.loss_weight_distributions(weighted_samples(cfg, name), run=name)
 
@@ -156,6 +160,8 @@ def _improvement_vs_frequency(cfg: Config):
 
 
 def _margin_sweep(cfg: Config):
+    if not sweep_runs(cfg):
+        return None
     run = Run(cfg)
     values = [run.read("test", name)["t2v"]["R@1"] for name, _ in sweep_runs(cfg)]
     results = run_results(cfg)

@@ -291,14 +291,15 @@ def build_tables(cfg: Config, compare: list[str | Path] = (), draws: list[str | 
                       f"{_ceiling(ceiling)}"),
         "ablation_ci": (agg[["method", "metric", "mean", "std", "lo", "hi", "n"]].round(2),
                         f"Every metric with its 95% Student-t interval over seeds.{_ceiling(ceiling)}"),
-        "margin_sweep": (sweep.round(2), f"Subtractive margin sweep on test (seed {cfg.seeds[0]}; the margin is chosen "
-                         f"on validation, see the tuning table).{_ceiling(ceiling)}"),
         "training": (training_table(cfg), f"Training to the plateau: each run validates every {cfg.eval_every} steps and "
                      f"ends once the mean R-sum of its last {cfg.plateau_window} validations has not improved for "
                      f"{cfg.patience} validations (at most {cfg.steps} steps; a run that reaches the limit is not at its "
                      "plateau); the selected step is its best single validation. Mean over seeds."),
         "paper_side_by_side": (paper_table(kit), "The paper's reported results beside this kit's paper-profile runs."),
     }
+    if not sweep.empty:
+        tables["margin_sweep"] = (sweep.round(2), f"Subtractive margin sweep on test (seed {cfg.seeds[0]}; the margin is "
+                                  f"chosen on validation, see the tuning table).{_ceiling(ceiling)}")
     tuning = tuning_results(cfg)
     if not tuning.empty:
         shown = tuning.round({"val rsum": 1}).assign(value=tuning["value"].map("{:g}".format))  # 1e-05, not 0.00
@@ -356,7 +357,8 @@ def results_markdown(cfg: Config, metrics: dict, tables: dict[str, tuple[pd.Data
         reading(metrics, "t2v R@1"), "", reading(metrics, "v2t R@1"), "",
         "## Head and tail topics, DSL", "", tables["head_tail"][1], "", md(tables["head_tail"][0]), "",
         reading(metrics, "tail t2v R@1"), "",
-        "## Margin sweep", "", tables["margin_sweep"][1], "", md(tables["margin_sweep"][0]), "",
+        *(["## Margin sweep", "", tables["margin_sweep"][1], "", md(tables["margin_sweep"][0]), ""]
+          if "margin_sweep" in tables else []),
     ]
     if "qa" in tables:
         parts += ["## Video QA", "", tables["qa"][1], "", md(tables["qa"][0]), ""]
