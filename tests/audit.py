@@ -448,8 +448,8 @@ class Audit:
             ci = interval([audit.test_metrics(runs["vlm", s])["t2v R@1"] - audit.test_metrics(runs["infonce", s])["t2v R@1"]
                            for s in seeds])
             gains.append(ci["mean"])
-            for k in ("gain", "lo", "hi"):
-                self.check(f"metrics.json captioner draw {row['run']} {k}", row[k], ci[k])
+            for k, v in {"gain": ci["mean"], "lo": ci["lo"], "hi": ci["hi"]}.items():
+                self.check(f"metrics.json captioner draw {row['run']} {k}", row[k], v)
             self.check(f"metrics.json captioner draw {row['run']} seeds", row["seeds"], len(seeds))
         spread = interval(gains)["std"]
         self.check("RESULTS.md captioner draws spread", f"standard deviation is {spread:.2f} points" in self.results, True)
