@@ -264,9 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mamc.distributed import adopt_slurm
     from mamc.lock import run_lock
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    adopt_slurm()  # `srun mamc …` without torchrun: each task a rank
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "run", None) and getattr(args, "lock", True):

@@ -49,6 +49,19 @@ def backend() -> str | None:
     return dist.get_backend() if is_distributed() else None
 
 
+def adopt_slurm() -> None:
+    """A process that `srun` started as one of several tasks, without torchrun, takes its rank, world size and
+    local rank from Slurm (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) and the rendezvous from the node that ran
+    srun (SLURM_LAUNCH_NODE_IPADDR) on a port derived from the job id; variables already set (torchrun's, or
+    MASTER_ADDR/MASTER_PORT chosen by the user) win. One task alone is not a launch: it runs as a single process."""
+    env = os.environ
+    if "RANK" in env or int(env.get("SLURM_NTASKS", "1")) < 2 or "SLURM_PROCID" not in env:
+        return
+    env.update(RANK=env["SLURM_PROCID"], WORLD_SIZE=env["SLURM_NTASKS"], LOCAL_RANK=env.get("SLURM_LOCALID", "0"))
+    env.setdefault("MASTER_ADDR", env.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
+    env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+
+
 def launched() -> bool:
     """Whether a launcher (torchrun, or anything that sets RANK and WORLD_SIZE) started this process as a rank:
     it then joins the process group, even alone (torchrun --nproc_per_node 1 runs the collectives of NCCL)."""

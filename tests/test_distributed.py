@@ -93,3 +93,47 @@ def test_each_rank_computes_on_its_own_gpu(monkeypatch):
         assert dist.init_from_env(torch.device("cpu")) == torch.device("cpu") == dist.device()
     finally:
         dist.init_from_env(torch.device("cpu"))
+
+
+def _free_slurm_port() -> int:
+    """A free port that `adopt_slurm` derives from a job id (20000 + id % 20000)."""
+    import socket
+
+    for port in range(23456, 40000, 7):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free port")
+
+
+def test_srun_tasks_without_torchrun_are_ranks(tmp_path):
+    """Two processes with only the variables `srun --ntasks 2` sets: each takes its rank from Slurm, they meet at
+    the launch node on the job's port, and a collective over them sums both."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, torch, torch.distributed as td; from mamc import distributed as d; d.adopt_slurm(); "
+            "d.init_from_env(torch.device('cpu')); t = torch.tensor([d.rank() + 1.0]); td.all_reduce(t); "
+            "print(d.rank(), td.get_world_size(), int(t.item()), os.environ['LOCAL_RANK']); td.destroy_process_group()")
+    job = _free_slurm_port() - 20000
+    base = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env={**base, "SLURM_PROCID": str(r), "SLURM_NTASKS": "2", "SLURM_LOCALID": str(r),
+                                   "SLURM_JOB_ID": str(job), "SLURM_LAUNCH_NODE_IPADDR": "127.0.0.1"}) for r in (0, 1)]
+    outs = sorted(p.communicate(timeout=120)[0].split() for p in procs)
+    assert outs == [["0", "2", "3", "0"], ["1", "2", "3", "1"]]
+
+
+def test_one_slurm_task_or_a_torchrun_rank_is_left_as_it_is(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    dist.adopt_slurm()
+    assert not dist.launched()  # an sbatch script's single task runs as one process, with its worker pool
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    dist.adopt_slurm()
+    assert dist.launch_rank() == (2, 8)  # torchrun under srun: torchrun's ranks win

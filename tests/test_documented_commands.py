@@ -37,6 +37,9 @@ ELSEWHERE = {"make reproduce": "tests/conftest.py::smoke_run runs the target's r
                            "the target at the smoke profile"}
 NOT_RUN = {
     "make test": "it is this suite (CI runs it: .ci/run)",
+    "srun --ntasks-per-node 4 --gpus-per-task 1 python -m mamc train --run runs/paper --method ablation": "no Slurm "
+    "here; tests/test_distributed.py::test_srun_tasks_without_torchrun_are_ranks starts two processes with the "
+    "variables srun sets",
     "huggingface-cli download openai/clip-vit-base-patch32": "a download from the hub (no network here); the "
     "scenarios use a random CLIP saved in the same format",
     "huggingface-cli download llava-hf/llava-1.5-7b-hf": "a download from the hub (no network here); the scenarios "
