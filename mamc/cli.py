@@ -266,9 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from mamc.distributed import adopt_slurm
     from mamc.lock import run_lock
+    from mamc.preempt import PREEMPTED, Preempted, catch_preemption
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     adopt_slurm()  # `srun mamc …` without torchrun: each task a rank
+    catch_preemption()  # SIGTERM/SIGUSR1: checkpoint at the next step, exit PREEMPTED
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "run", None) and getattr(args, "lock", True):
@@ -277,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             with run_lock(Path(args.run), f"mamc {args.command}", part):
                 return args.func(args)
         return args.func(args)
+    except Preempted as err:
+        print(f"mamc {args.command}: preempted: {err}", file=sys.stderr)
+        return PREEMPTED
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"mamc {args.command}: error: {message}", file=sys.stderr)

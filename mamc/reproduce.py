@@ -22,6 +22,7 @@ from mamc.config import REPO_ROOT, config_fields, load_config, parse_overrides
 from mamc.lock import run_lock, shared_with_children
 from mamc.manifest import write_json
 from mamc.notebook import HEADLESS
+from mamc.preempt import Preempted
 from mamc.progress import tqdm
 from mamc.run import check_config, write_environment
 from mamc.watchdog import ENGINE, DeadKernel, Hang, Limits
@@ -161,6 +162,8 @@ def reproduce(profile: str, out: str | Path, seed: int = 0, device: str = "auto"
                                     progress_bar=False, log_output=False, engine_name=ENGINE,
                                     watchdog=watchdog or Limits())
             except pm.PapermillExecutionError as err:
+                if err.ename == "Preempted":
+                    raise Preempted(f"{nb.name}: {err.evalue}") from None
                 cell, first_line = cell_position(target)
                 raise ReproduceError(
                     f"{nb.name} failed in cell {cell} `{first_line}` ({err.ename}: {err.evalue}); "

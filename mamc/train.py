@@ -27,6 +27,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from mamc import distributed as dist
+from mamc import preempt
 from mamc.checkpoint import load_checkpoint, read_record, save_checkpoint, save_weights
 from mamc.config import Config
 from mamc.data.loaders import StepBatches, step_loader, usable_rows
@@ -271,7 +272,7 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         return part, frames, text_input(model, [r["caption"] for r in part], data.text_features, device)
 
     sample_log, scalar_log = [], []
-    t0, steps_done, done = time.time(), 0, start
+    t0, steps_done, done, preempted = time.time(), 0, start, False
     train_batches = step_loader(StepBatches(data.train, data.cache, cfg.frames, cfg.batch_size, b_local, rank, seed, 0),
                                 start, start if plateau else cfg.steps, cfg.num_workers)
     meta_batches = StepBatches(data.meta, data.cache, cfg.frames, mb_global, mb_local, rank, seed, 1)
@@ -306,18 +307,19 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
                 bar.set_postfix(val_rsum=f"{scalars['val/rsum']:.1f}", loss=f"{scalars['loss']:.3f}")
             if evaluated:
                 plateau = dist.from_rank0(plateau)
+            preempted = dist.from_rank0(preempt.asked())  # rank 0's word, so that every rank stops at this step
             scalar_log.append(scalars)
             if writer is not None:
                 for k, v in scalars.items():
                     if k != "step":
                         writer.add_scalar(k, v, step)
-            if (done % cfg.ckpt_every == 0 or done == cfg.steps or plateau
+            if (done % cfg.ckpt_every == 0 or done == cfg.steps or plateau or preempted
                     or (stop_after is not None and steps_done >= stop_after)):
                 if rank == 0:
                     commit_progress(learner, ckpt, logs, done, {"best": best, "watch": watch, "plateau": plateau},
                                     sample_log, scalar_log)
                 sample_log, scalar_log = [], []
-            if plateau:
+            if plateau or preempted:
                 break
             if stop_after is not None and steps_done >= stop_after:
                 break
@@ -329,6 +331,10 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
         getattr(batches, "_shutdown_workers", lambda: None)()
     if writer is not None:
         writer.close()
+    if preempted and not plateau and done < cfg.steps:
+        dist.barrier()
+        raise preempt.Preempted(f"{name}: checkpoint committed at step {done} on a preemption signal; the same command "
+                                "resumes it")
     wall = time.time() - t0
     summary = {"name": name, "method": method, "seed": seed, "steps": cfg.steps, "last_step": done, "plateau": plateau,
                "completed": done >= cfg.steps or plateau, "best": best, "sec_per_step": wall / max(steps_done, 1),

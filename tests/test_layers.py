@@ -5,7 +5,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mamc"
 LAYERS = [
-    ("config", "manifest", "lock", "progress"),
+    ("config", "manifest", "lock", "progress", "preempt"),
     ("run",),
     ("losses", "meta", "models", "evaluate", "topics", "checkpoint", "distributed", "logs", "embed", "data", "pool",
      "caption"),

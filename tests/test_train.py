@@ -244,3 +244,39 @@ def test_a_meta_step_by_hand_moves_the_weights_and_reports_each_pair(smoke_cfg, 
     assert len(table) == 16 and set(table["pair"]) <= {"clean", "misaligned"} and set(table["topic"]) <= {"head", "tail"}
     assert abs(table["weight before"].mean() - 1) < 1e-5 and abs(table["weight after"].mean() - 1) < 1e-5
     assert table["change"].abs().max() > 0 and len(stats) == 3 and all(s["meta_loss"] > 0 for s in stats)
+
+
+@pytest.mark.slow
+def test_a_preemption_signal_checkpoints_exits_75_and_the_same_command_resumes_bit_for_bit(smoke_cfg, tmp_path):
+    """SIGTERM mid-run (what Slurm sends before it takes the node back): `mamc train` commits its checkpoint at the
+    next step boundary and exits 75; run again, it finishes with the tensors of a run never interrupted."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = dict(steps=400, eval_every=50, ckpt_every=50, patience=0)
+    runs = {k: shutil.copytree(smoke_cfg.data_dir, tmp_path / k / "data") .parent for k in ("whole", "preempted")}
+    command = [sys.executable, "-m", "mamc", "train", "--run", str(runs["preempted"]), "--profile", "smoke", "--method",
+               "infonce", *(a for k, v in settings.items() for a in ("--param", f"{k}={v}"))]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = runs["preempted"] / "checkpoints" / "infonce_s0" / "last.json"
+    while not last.exists() and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 75, err[-2000:]
+    assert "preempted: infonce_s0: checkpoint committed at step" in err
+    stopped = json.loads(last.read_text())["step"]
+    assert 50 <= stopped < settings["steps"]
+    assert not (runs["preempted"] / "logs" / "infonce_s0" / "summary.json").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    whole = replace(smoke_cfg, run_dir=str(runs["whole"]), **settings)
+    train(whole, "infonce", name="infonce_s0", progress=False)
+    a = _tensors(whole, "infonce_s0")
+    b = checkpoint_tensors(runs["preempted"] / "checkpoints" / "infonce_s0")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
