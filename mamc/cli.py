@@ -266,11 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from mamc.distributed import adopt_slurm
     from mamc.lock import run_lock
-    from mamc.preempt import PREEMPTED, Preempted, catch_preemption
+    from mamc.preempt import PREEMPTED, Preempted
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     adopt_slurm()  # `srun mamc …` without torchrun: each task a rank
-    catch_preemption()  # SIGTERM/SIGUSR1: checkpoint at the next step, exit PREEMPTED
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "run", None) and getattr(args, "lock", True):

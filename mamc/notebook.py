@@ -12,7 +12,6 @@ from PIL import Image as PILImage
 
 from mamc.config import Config, load_config
 from mamc.lock import run_lock
-from mamc.preempt import catch_preemption
 from mamc.report.style import use_style
 from mamc.run import quiet_libraries, save_config, use_threads
 
@@ -21,7 +20,6 @@ def setup(profile: str, run_dir: str, seed: int = 0, device: str = "auto", overr
     """The run's configuration (saved to `config.json` in the run folder; refused when the folder's results were
     made with other settings, or another job holds it), fixed torch threads, and the kit's plotting style."""
     quiet_libraries()
-    catch_preemption()  # a run stopped by the cluster checkpoints first (mamc.preempt)
     cfg = load_config(profile, run_dir=run_dir or f"runs/{profile}", seed=seed, device=device, **(overrides or {}))
     with run_lock(cfg.run_path, "notebook"):
         save_config(cfg)

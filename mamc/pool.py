@@ -11,7 +11,6 @@ from typing import Any
 from mamc.config import Config
 from mamc.distributed import launched
 from mamc.lock import run_lock, shared_with_children
-from mamc.preempt import catch_preemption
 from mamc.progress import tqdm
 from mamc.run import quiet_libraries, use_threads
 
@@ -36,7 +35,6 @@ def _start_worker(threads: int) -> None:
     """Every job in a worker runs with the configured torch thread count (without it, each worker would start as
     many threads as the machine has cores, and two workers on two cores slow each other down many times over)."""
     quiet_libraries()
-    catch_preemption()  # a worker's run checkpoints and raises Preempted, which reaches the parent
     use_threads(threads)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 PREEMPTED = 75
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -21,12 +23,20 @@ def _note(signum: int, frame) -> None:
     _asked = True
 
 
-def catch_preemption() -> None:
-    """Note SIGTERM and SIGUSR1 from now on (Python allows handlers in the main thread only; elsewhere nothing
-    changes)."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in SIGNALS:
-            signal.signal(sig, _note)
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Within: SIGTERM and SIGUSR1 are noted (`asked`) instead of ending the process, so that training stops at
+    a step boundary; outside, they act as before (a caption or ingest job ends at once, its work atomic).
+    Python allows handlers in the main thread only; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, _note) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def asked() -> bool:

@@ -278,57 +278,58 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     meta_batches = StepBatches(data.meta, data.cache, cfg.frames, mb_global, mb_local, rank, seed, 1)
     batches = iter(train_batches)
     bar = tqdm(enumerate(batches, start), desc=name, disable=not progress or rank != 0, initial=start, total=cfg.steps)
-    try:
-        for step, loaded in bar:
-            part, frames, text = inputs(data.train, loaded)
-            losses, weights, scalars = training_step(learner, spec, cfg, device, frames, text, step,
-                                                     lambda step=step: inputs(data.meta, meta_batches[step])[1:])
-            scalars = {"step": step, **scalars}
+    with preempt.deferred():  # SIGTERM/SIGUSR1 stop the loop at a step boundary, after a checkpoint
+        try:
+            for step, loaded in bar:
+                part, frames, text = inputs(data.train, loaded)
+                losses, weights, scalars = training_step(learner, spec, cfg, device, frames, text, step,
+                                                         lambda step=step: inputs(data.meta, meta_batches[step])[1:])
+                scalars = {"step": step, **scalars}
 
-            # Logging, model selection on validation, and checkpoints.
-            sample_log += [{"step": step, "video_id": r["video_id"], "topic": r.get("topic"),
-                            "source": r.get("source", "original"), "aligned": r.get("aligned"),
-                            "loss": loss_i, "weight": w}
-                           for r, loss_i, w in zip(part, losses.detach().float().tolist(), weights.float().tolist())]
-            steps_done += 1
-            done = step + 1
-            evaluated = done % cfg.eval_every == 0 or done == cfg.steps
-            if rank == 0 and evaluated:
-                scalars.update(validate(model, data, cfg, device))
-                if scalars["val/rsum"] > best["val/rsum"]:
-                    best = {"val/rsum": scalars["val/rsum"], "step": done,
-                            **{k: v for k, v in scalars.items() if k.startswith("val/")}}
-                    save_weights(run.path("best", name), model)
-                    if spec.meta:
-                        save_weights(run.path("best weight net", name), weight_net)
-                # The plateau: `patience` validations in a row without a new best of the recent mean end the run.
-                watch = plateau_watch(watch, scalars["val/rsum"], done, cfg.plateau_window)
-                plateau = cfg.patience > 0 and done - watch["step"] >= cfg.patience * cfg.eval_every
-                bar.set_postfix(val_rsum=f"{scalars['val/rsum']:.1f}", loss=f"{scalars['loss']:.3f}")
-            if evaluated:
-                plateau = dist.from_rank0(plateau)
-            preempted = dist.from_rank0(preempt.asked())  # rank 0's word, so that every rank stops at this step
-            scalar_log.append(scalars)
-            if writer is not None:
-                for k, v in scalars.items():
-                    if k != "step":
-                        writer.add_scalar(k, v, step)
-            if (done % cfg.ckpt_every == 0 or done == cfg.steps or plateau or preempted
-                    or (stop_after is not None and steps_done >= stop_after)):
-                if rank == 0:
-                    commit_progress(learner, ckpt, logs, done, {"best": best, "watch": watch, "plateau": plateau},
-                                    sample_log, scalar_log)
-                sample_log, scalar_log = [], []
-            if plateau or preempted:
-                break
-            if stop_after is not None and steps_done >= stop_after:
-                break
-    finally:
-        # Worker processes end now, not whenever the iterator is collected: after an interruption in a kernel the
-        # traceback keeps it alive, and `num_workers` idle workers would linger. (torch has no public call for this;
-        # it is what the iterator's own __del__ runs.)
-        bar.close()
-        getattr(batches, "_shutdown_workers", lambda: None)()
+                # Logging, model selection on validation, and checkpoints.
+                sample_log += [{"step": step, "video_id": r["video_id"], "topic": r.get("topic"),
+                                "source": r.get("source", "original"), "aligned": r.get("aligned"),
+                                "loss": loss_i, "weight": w}
+                               for r, loss_i, w in zip(part, losses.detach().float().tolist(), weights.float().tolist())]
+                steps_done += 1
+                done = step + 1
+                evaluated = done % cfg.eval_every == 0 or done == cfg.steps
+                if rank == 0 and evaluated:
+                    scalars.update(validate(model, data, cfg, device))
+                    if scalars["val/rsum"] > best["val/rsum"]:
+                        best = {"val/rsum": scalars["val/rsum"], "step": done,
+                                **{k: v for k, v in scalars.items() if k.startswith("val/")}}
+                        save_weights(run.path("best", name), model)
+                        if spec.meta:
+                            save_weights(run.path("best weight net", name), weight_net)
+                    # The plateau: `patience` validations in a row without a new best of the recent mean end the run.
+                    watch = plateau_watch(watch, scalars["val/rsum"], done, cfg.plateau_window)
+                    plateau = cfg.patience > 0 and done - watch["step"] >= cfg.patience * cfg.eval_every
+                    bar.set_postfix(val_rsum=f"{scalars['val/rsum']:.1f}", loss=f"{scalars['loss']:.3f}")
+                if evaluated:
+                    plateau = dist.from_rank0(plateau)
+                preempted = dist.from_rank0(preempt.asked())  # rank 0's word, so that every rank stops at this step
+                scalar_log.append(scalars)
+                if writer is not None:
+                    for k, v in scalars.items():
+                        if k != "step":
+                            writer.add_scalar(k, v, step)
+                if (done % cfg.ckpt_every == 0 or done == cfg.steps or plateau or preempted
+                        or (stop_after is not None and steps_done >= stop_after)):
+                    if rank == 0:
+                        commit_progress(learner, ckpt, logs, done, {"best": best, "watch": watch, "plateau": plateau},
+                                        sample_log, scalar_log)
+                    sample_log, scalar_log = [], []
+                if plateau or preempted:
+                    break
+                if stop_after is not None and steps_done >= stop_after:
+                    break
+        finally:
+            # Worker processes end now, not whenever the iterator is collected: after an interruption in a kernel the
+            # traceback keeps it alive, and `num_workers` idle workers would linger. (torch has no public call for this;
+            # it is what the iterator's own __del__ runs.)
+            bar.close()
+            getattr(batches, "_shutdown_workers", lambda: None)()
     if writer is not None:
         writer.close()
     if preempted and not plateau and done < cfg.steps:
