@@ -52,10 +52,9 @@ def cmd_synth(args) -> int:
 def cmd_ingest(args) -> int:
     from mamc.data.ingest import ingest
 
-    rows = ingest(args.dataset, args.annotations, args.out, split=args.split, videos=args.videos, extra=args.extra,
+    done = ingest(args.dataset, args.annotations, args.out, split=args.split, videos=args.videos, extra=args.extra,
                   val=args.val, meta_per_concept=args.meta_per_concept, seed=args.seed)
-    counts = {s: sum(r["split"] == s for r in rows) for s in dict.fromkeys(r["split"] for r in rows)}
-    print(f"{len(rows)} rows {counts} → {args.out}")
+    print(f"{done['rows']} rows {done['splits']} → {args.out} ({done['seconds']:.1f} s)")
     return 0
 
 
@@ -70,6 +69,29 @@ def cmd_frames(args) -> int:
     print(json.dumps(counts), f"cache: {cache}")
     if counts["failed"]:
         print(f"{counts['failed']} video(s) failed: see {cache / 'failures.jsonl'}", file=sys.stderr)
+    return 0
+
+
+def cmd_shard(args) -> int:
+    from mamc.data.prepare import prepare_corpus
+    from mamc.data.shards import make_shards
+    from mamc.distributed import launch_rank, launched
+    from mamc.run import Run
+
+    cfg = _run_config(args)
+    prepare_corpus(cfg)
+    lo, _, hi = (args.range or ":").partition(":")
+    rank, world = launch_rank() if launched() else (0, 1)  # torchrun or srun ranks take every world-th shard
+    failed = 0
+    for split in args.splits.split(","):
+        shards = slice(int(lo or 0), int(hi) if hi else None, world)
+        shards = slice(shards.start + rank, shards.stop, world)
+        counts = make_shards(Run(cfg).path("manifest"), split, Run(cfg).shards(split), cfg.data_dir, cfg.clip_frames,
+                             cfg.frame_size, cfg.shard_size, shards, progress=rank == 0)
+        print(json.dumps(counts), f"shards: {Run(cfg).shards(split)}")
+        failed += counts["failed"]
+    if failed:
+        print(f"{failed} clip(s) failed to decode: see the records <shard>.json beside the shards", file=sys.stderr)
     return 0
 
 
@@ -209,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_frames)
 
+    p = sub.add_parser("shard", help="decode the clips into WebDataset tar shards (the data path past one machine)")
+    _common(p)
+    p.add_argument("--splits", default="train,meta,val", help="comma-separated splits to shard")
+    p.add_argument("--range", metavar="A:B", help="only shards A…B-1 of each split (one task of a Slurm array); "
+                   "under torchrun or srun each rank takes every world-th shard of it")
+    p.set_defaults(func=cmd_shard)
+
     p = sub.add_parser("caption", help="caption the training videos with a VLM (resumable)")
     _common(p)
     p.add_argument("--model", help="hub id or local path of a LLaVA-family checkpoint (default: the run's captioner)")
@@ -275,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "run", None) and getattr(args, "lock", True):
             # Caption shards share the folder (each holds its own shard); every other command holds it alone.
             part = f"caption-shard-{args.shard}-of-{args.num_shards}" if getattr(args, "num_shards", 1) > 1 else None
+            part = f"shard-range-{args.range}" if getattr(args, "range", None) else part
             with run_lock(Path(args.run), f"mamc {args.command}", part):
                 return args.func(args)
         return args.func(args)

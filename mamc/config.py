@@ -102,6 +102,11 @@ class Config:
     patience: int = 5
     plateau_window: int = 4
     num_workers: int = 0
+    # Where training reads clips: "cache" (one .npy per clip: the embedded default, one node) or "shards"
+    # (WebDataset tars made by `mamc shard`, streamed across ranks and workers: web-scale data, mamc.data.stream).
+    data_format: str = "cache"
+    shard_size: int = 1000
+    shard_streams: int = 2  # shard streams per rank; the DataLoader workers (num_workers) must divide it
     qa_eta: float = 1.0
     qa_steps: int = 100
     # Experiments run by notebooks 03 and 05
@@ -212,10 +217,11 @@ _AT_LEAST = dict(
     gen_temperature=0.0, max_new_tokens=1, caption_batch_size=1, max_caption_tokens=0,
 )
 _AT_MOST = dict(n_topics=EMBEDDED_TOPICS, noise_rate=1.0, margin=math.pi)
-_POSITIVE = ("temperature", "lr", "meta_lr", "grad_clip", "captioner_lr")
+_POSITIVE = ("temperature", "lr", "meta_lr", "grad_clip", "captioner_lr", "shard_size", "shard_streams")
 _CHOICES = dict(autocast=("auto", "bfloat16", "off"), meta_params=("all", "head"),
                 caption_input=("grid", "frames"), caption_recipe=tuple(CAPTION_RECIPES),
-                dtype=("auto", "float32", "bfloat16", "float16"), lr_schedule=("constant", "cosine"))
+                dtype=("auto", "float32", "bfloat16", "float16"), lr_schedule=("constant", "cosine"),
+                data_format=("cache", "shards"))
 _TYPE_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
 
 

@@ -18,10 +18,13 @@ def frozen_text_features(model: DualEncoder, texts: list[str], cache_dir: Path, 
 
 
 def text_input(model: DualEncoder, captions: list[str], feats: dict | None, device: torch.device):
-    """What the text tower takes: cached features when the backbone is frozen, else tokens."""
-    if feats is not None:
-        return torch.stack([feats[c] for c in captions]).to(device)
-    return model.text.tokenize(captions, device)
+    """What the text tower takes: cached features when the backbone is frozen, else tokens. Captions the cache
+    lacks (streamed from shards, unknown when it was filled) are encoded by the frozen backbone on the spot."""
+    if feats is None:
+        return model.text.tokenize(captions, device)
+    missing = [c for c in dict.fromkeys(captions) if c not in feats]
+    new = dict(zip(missing, model.text.encode(missing, device=device))) if missing else {}
+    return torch.stack([feats[c] if c in feats else new[c] for c in captions]).to(device)
 
 
 def group_by_video(rows: list[dict]) -> tuple[list[dict], np.ndarray]:

@@ -5,18 +5,27 @@ optional `source`, `topic`, `start`, `end`, and for QA `question`, `answer`, `ca
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 REQUIRED = ("video_id", "video", "caption", "split")
 STRING_FIELDS = ("video_id", "video", "caption", "split", "source", "question", "answer")
 RETRIEVAL_SPLITS = ("train", "meta", "val", "test")
 QA_SPLITS = ("qa_train", "qa_val", "qa")
 SPLITS = RETRIEVAL_SPLITS + QA_SPLITS
+_REQUIRED_SET = frozenset(REQUIRED)
+_NOT_PLAIN = re.compile(r"[/\\\0]|^\.")
+# One encoder for every row: `json.dumps` with options builds a new one per call, a third of a row's cost.
+encode_row = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class ManifestError(ValueError):
@@ -27,25 +36,25 @@ def validate_row(row: Any) -> str | None:
     """The reason a row is invalid on its own, or None when it is valid."""
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
-    missing = [k for k in REQUIRED if k not in row]
-    if missing:
-        return f"missing field(s) {', '.join(missing)}"
+    if not row.keys() >= _REQUIRED_SET:
+        return f"missing field(s) {', '.join(k for k in REQUIRED if k not in row)}"
     for key in STRING_FIELDS:
         if key in row and not isinstance(row[key], str):
             return f"field {key!r} must be a string, got {type(row[key]).__name__}"
     if not row["video_id"]:
         return "empty video_id"
-    if any(c in row["video_id"] for c in "/\\\0") or row["video_id"].startswith("."):
+    if _NOT_PLAIN.search(row["video_id"]):
         return f"video_id {row['video_id']!r} must be a plain name (no '/', '\\\\' or leading '.'): it names cache files"
     if row["split"] not in SPLITS:
         return f"unknown split {row['split']!r}; known splits: {', '.join(SPLITS)}"
     if not row["caption"].strip() and "question" not in row:
         return "empty caption"
-    for key in ("start", "end"):
-        if key in row and row[key] is not None and not isinstance(row[key], (int, float)):
-            return f"field {key!r} must be a number"
-    if row.get("start") is not None and row.get("end") is not None and row["end"] <= row["start"]:
-        return f"end ({row['end']}) must be after start ({row['start']})"
+    if "start" in row or "end" in row:
+        for key in ("start", "end"):
+            if key in row and row[key] is not None and not isinstance(row[key], (int, float)):
+                return f"field {key!r} must be a number"
+        if row.get("start") is not None and row.get("end") is not None and row["end"] <= row["start"]:
+            return f"end ({row['end']}) must be after start ({row['start']})"
     if "candidates" in row:
         cands = row["candidates"]
         if not isinstance(cands, list) or not all(isinstance(c, str) for c in cands):
@@ -55,25 +64,115 @@ def validate_row(row: Any) -> str | None:
     return None
 
 
-def consistency_checker() -> Callable[[dict, str], str | None]:
-    """A check of each row against the rows before it: one `video_id` names one clip (same file and time
-    window) wherever it appears, and a clip belongs to at most one of train/meta/val/test (no leakage).
-    Several captions of one clip, and QA rows about it, are fine. Call it with (row, where-it-is)."""
-    clips: dict[str, tuple[tuple, str]] = {}
-    splits: dict[str, tuple[str, str]] = {}
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
 
-    def check(row: dict, where: str) -> str | None:
-        vid, clip = row["video_id"], (row["video"], row.get("start"), row.get("end"))
-        first, seen_at = clips.setdefault(vid, (clip, where))
-        if first != clip:
-            return f"duplicate video_id {vid!r}: {seen_at} gives it {first[0]!r} {first[1:]}, this row {clip[0]!r} {clip[1:]}"
-        if row["split"] in RETRIEVAL_SPLITS:
-            split, split_at = splits.setdefault(vid, (row["split"], where))
-            if split != row["split"]:
-                return f"video_id {vid!r} is in split {row['split']!r} here and in {split!r} at {split_at} (leakage)"
+
+def id_hash(text: str) -> int:
+    return int.from_bytes(_digest(text), "little")
+
+
+_RECORD = np.dtype([("video", "<u8"), ("clip", "<u8"), ("split", "i1"), ("ordinal", "<u8")])
+
+
+class ClipIndex:
+    """The rule that holds across rows, checked in bounded memory: one `video_id` names one clip (same file and
+    time window) wherever it appears, and a clip belongs to at most one of train/meta/val/test (no leakage).
+    Several captions of one clip, and QA rows about it, are fine.
+
+    Rows are added as they stream past and kept as two 64-bit hashes and a split code. Past `SPILL` rows they go
+    to disk instead, into `PARTS` files by the hash of their id (all rows of an id in one file), and
+    `first_conflict` checks one file at a time: memory stays at a few dozen MB for 10M rows, disk takes 25
+    bytes a row until the index is closed. Two different ids share a hash with probability about n²/2⁶⁵ (3·10⁻⁶
+    at 10M rows); such a pair would be reported as a conflict, never missed."""
+
+    SPILL, PARTS = 1 << 20, 64
+
+    def __init__(self, spill_dir: str | Path | None = None) -> None:
+        self.video, self.clip, self.split = bytearray(), bytearray(), array("b")
+        self.spill_dir, self.spilled, self.added = spill_dir, None, 0
+
+    def __enter__(self) -> ClipIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.spilled is not None:
+            self.spilled.cleanup()
+
+    def add(self, row: dict) -> None:
+        clip = row["video"]
+        if "start" in row or "end" in row:
+            clip += f"\0{[None if row.get(k) is None else float(row[k]) for k in ('start', 'end')]}"
+        self.video += _digest(row["video_id"])
+        self.clip += _digest(clip)
+        self.split.append(_SPLIT_CODE.get(row["split"], -1))
+        if len(self.split) == self.SPILL:
+            self._spill()
+
+    def _records(self) -> np.ndarray:
+        n = len(self.split)
+        records = np.empty(n, _RECORD)
+        records["video"], records["clip"] = np.frombuffer(self.video, np.uint64), np.frombuffer(self.clip, np.uint64)
+        records["split"], records["ordinal"] = np.frombuffer(self.split, np.int8), np.arange(self.added, self.added + n)
+        self.added += n
+        self.video, self.clip, self.split = bytearray(), bytearray(), array("b")
+        return records
+
+    def _spill(self) -> None:
+        if self.spilled is None:
+            self.spilled = tempfile.TemporaryDirectory(dir=self.spill_dir, prefix=".clip-index.")
+        records = self._records()
+        part = records["video"] % self.PARTS
+        for p in range(self.PARTS):
+            with open(Path(self.spilled.name) / f"{p:02d}", "ab") as fh:
+                records[part == p].tofile(fh)
+
+    def __len__(self) -> int:
+        return self.added + len(self.split)
+
+    def first_conflict(self) -> tuple[int, int] | None:
+        """(row, the earlier row it contradicts) for the first row, in the order added, that gives its `video_id`
+        another clip than the id's first row, or another retrieval split than the id's first retrieval row."""
+        if self.spilled is None:
+            parts = [self._records()]
+        else:
+            self._spill()
+            parts = (np.fromfile(Path(self.spilled.name) / f"{p:02d}", _RECORD) for p in range(self.PARTS))
+        found = []
+        for records in parts:
+            retrieval = records[records["split"] >= 0]
+            found += [_against_first(records["ordinal"], records["video"], records["clip"]),
+                      _against_first(retrieval["ordinal"], retrieval["video"], retrieval["split"])]
+        found = [f for f in found if f is not None]
+        return min(found) if found else None
+
+
+_SPLIT_CODE = {s: i for i, s in enumerate(RETRIEVAL_SPLITS)}
+
+
+def _against_first(ordinals: np.ndarray, keys: np.ndarray, values: np.ndarray) -> tuple[int, int] | None:
+    """The first (ordinal, first ordinal of its key) whose value differs from its key's first value; `ordinals`
+    ascend, so a stable sort by key keeps each key's rows in their order."""
+    if not len(keys):
         return None
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    first = order[np.repeat(starts, np.diff(np.r_[starts, len(order)]))]
+    bad = np.flatnonzero(values[order] != values[first])
+    if not len(bad):
+        return None
+    k = bad[np.argmin(ordinals[order[bad]])]
+    return int(ordinals[order[k]]), int(ordinals[first[k]])
 
-    return check
+
+def conflict_reason(row: dict, earlier: dict, earlier_at: str) -> str:
+    """Why `row` contradicts `earlier` (found at `earlier_at`), in the words of `ClipIndex`'s rule."""
+    clip = lambda r: (r["video"], r.get("start"), r.get("end"))
+    if clip(row) != clip(earlier):
+        return (f"duplicate video_id {row['video_id']!r}: {earlier_at} gives it {clip(earlier)[0]!r} {clip(earlier)[1:]}, "
+                f"this row {clip(row)[0]!r} {clip(row)[1:]}")
+    return f"video_id {row['video_id']!r} is in split {row['split']!r} here and in {earlier['split']!r} at {earlier_at} (leakage)"
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
@@ -95,13 +194,21 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
 
 def read_manifest(path: str | Path, split: str | None = None) -> list[dict]:
     """Validated rows of a manifest, optionally one split only."""
-    rows, check = [], consistency_checker()
-    for lineno, row in iter_jsonl(path):
-        reason = validate_row(row) or check(row, f"line {lineno}")
-        if reason:
-            raise ManifestError(f"{path}:{lineno}: {reason}")
-        if split is None or row["split"] == split:
-            rows.append(row)
+    rows, lines = [], array("Q")
+    with ClipIndex(Path(path).parent) as index:
+        for lineno, row in iter_jsonl(path):
+            reason = validate_row(row)
+            if reason:
+                raise ManifestError(f"{path}:{lineno}: {reason}")
+            index.add(row)
+            lines.append(lineno)
+            if split is None or row["split"] == split:
+                rows.append(row)
+        conflict = index.first_conflict()
+    if conflict:
+        at, before = lines[conflict[0]], lines[conflict[1]]
+        found = {n: r for n, r in iter_jsonl(path) if n in (at, before)}
+        raise ManifestError(f"{path}:{at}: {conflict_reason(found[at], found[before], f'line {before}')}")
     return rows
 
 
@@ -120,7 +227,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "w+b") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -134,13 +241,20 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
 def write_jsonl(path: str | Path, rows: Iterable[dict], validate: bool = True) -> Path:
     """Write rows atomically (see `atomic_write`), validating each row and the rows together unless told not to."""
     def write(fh: IO[bytes]) -> None:
-        check = consistency_checker()
-        for i, row in enumerate(rows, 1):
-            if validate:
-                reason = validate_row(row) or check(row, f"row {i}")
-                if reason:
-                    raise ManifestError(f"{path}: row {i}: {reason}")
-            fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+        with ClipIndex(Path(path).parent) as index:
+            for i, row in enumerate(rows, 1):
+                if validate:
+                    reason = validate_row(row)
+                    if reason:
+                        raise ManifestError(f"{path}: row {i}: {reason}")
+                    index.add(row)
+                fh.write((encode_row(row) + "\n").encode("utf-8"))
+            conflict = index.first_conflict() if validate else None
+        if conflict:
+            fh.seek(0)
+            found = {k: json.loads(line) for k, line in enumerate(fh) if k in conflict}
+            at, before = conflict
+            raise ManifestError(f"{path}: row {at + 1}: {conflict_reason(found[at], found[before], f'row {before + 1}')}")
 
     return atomic_write(path, write)
 

@@ -106,6 +106,14 @@ class Run:
     def frame_cache(self) -> Path:
         return self.root / "cache" / f"frames_{self.cfg.clip_frames}x{self.cfg.frame_size}"
 
+    def shards(self, split: str) -> Path:
+        """WebDataset shards of a split's clips, holding what the frame cache holds (`mamc shard`)."""
+        return self.root / "shards" / f"frames_{self.cfg.clip_frames}x{self.cfg.frame_size}" / split
+
+    def caption_shards(self, split: str) -> Path:
+        """The captioner's captions of a split as sidecar shards of `shards(split)` (same names, same keys)."""
+        return self.path("captions").parent / "caption_shards" / split
+
     @property
     def text_cache(self) -> Path:
         return self.root / "cache" / "text"

@@ -18,6 +18,13 @@ CAPTION_STOP_WORDS = sorted(ENGLISH_STOP_WORDS | {"video", "clip", "shows", "scr
 class TopicModel:
     labels: np.ndarray
     top_words: list[list[str]]
+    vectorizer: TfidfVectorizer
+    nmf: NMF
+
+    def assign(self, captions: list[str]) -> np.ndarray:
+        """Topics of captions the model was not fitted on (a corpus too large to fit on whole is fitted on a
+        sample and assigned in chunks)."""
+        return self.nmf.transform(self.vectorizer.transform(captions)).argmax(1)
 
 
 def fit_topics(captions: list[str], n_topics: int, seed: int = 0, n_top_words: int = 8) -> TopicModel:
@@ -36,7 +43,7 @@ def fit_topics(captions: list[str], n_topics: int, seed: int = 0, n_top_words: i
     w = nmf.fit_transform(x)
     vocab = np.array(vec.get_feature_names_out())
     top = [vocab[np.argsort(c)[::-1][:n_top_words]].tolist() for c in nmf.components_]
-    return TopicModel(w.argmax(1), top)
+    return TopicModel(w.argmax(1), top, vec, nmf)
 
 
 def agreement(true_topics: list[str], labels: np.ndarray) -> dict[str, float]:

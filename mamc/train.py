@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -41,25 +42,35 @@ from mamc.manifest import write_json
 from mamc.meta import WeightNet, call_with, meta_kernels, meta_step, sample_weights, select_params
 from mamc.models import DualEncoder, build_model, normalize_frames
 from mamc.progress import tqdm
-from mamc.run import Run, deterministic, resolve_device, use_threads
+from mamc.run import CAPTIONS, MissingArtifact, Run, deterministic, resolve_device, use_threads
 from mamc.runs import METHODS, Method, knob_sources, load_trained, run_name, topic_groups
 
 
 @dataclass
 class TrainingData:
-    """What the training loop reads: usable rows per split, the frame cache and the text inputs."""
+    """What the training loop reads: usable rows per split (no train rows when they stream from shards), where
+    their clips are (the frame cache, or the small splits' clips read from shards) and the text inputs."""
 
     train: list[dict]
     meta: list[dict]
     val: list[dict]
-    cache: Path
+    cache: Path | dict[str, np.ndarray]
     text_features: dict[str, torch.Tensor] | None
 
 
 def prepare(cfg: Config, model: DualEncoder, with_vlm: bool, device: torch.device, meta: bool = True) -> TrainingData:
     """Load manifests, make sure frames are cached, and cache frozen text features. Training needs usable `train`
-    and `val` rows (model selection), and `meta` rows when the method meta-learns its weights."""
+    and `val` rows (model selection), and `meta` rows when the method meta-learns its weights. With shards, the
+    meta and val splits are read from theirs into memory and the training rows stream (`train_stream`)."""
     run = Run(cfg)
+    if cfg.data_format == "shards":
+        from mamc.data.stream import read_split
+
+        parts = [read_split(run.shards(split)) for split in (("meta", "val") if meta else ("val",))]
+        rows, clips = [r for p in parts for r in p[0]], {k: v for p in parts for k, v in p[1].items()}
+        feats = frozen_text_features(model, [r["caption"] for r in rows], run.text_cache, device)
+        return TrainingData([], [r for r in rows if r["split"] == "meta"], [r for r in rows if r["split"] == "val"],
+                            clips, feats)
     rows = load_rows(cfg, with_vlm=with_vlm)
     ensure_frames(cfg, rows)
 
@@ -74,6 +85,25 @@ def prepare(cfg: Config, model: DualEncoder, with_vlm: bool, device: torch.devic
 
     feats = frozen_text_features(model, [r["caption"] for r in rows], run.text_cache, device)
     return TrainingData(by("train"), by("meta", meta), by("val"), run.frame_cache, feats)
+
+
+def train_batches(cfg: Config, data: TrainingData, with_vlm: bool, local: int, rank: int, world: int, seed: int,
+                  start: int, stop: int) -> torch.utils.data.DataLoader:
+    """This rank's training batches for steps [start, stop), from the frame cache or streamed from shards."""
+    if cfg.data_format == "cache":
+        if len(data.train) < cfg.batch_size:
+            raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
+        return step_loader(StepBatches(data.train, data.cache, cfg.frames, cfg.batch_size, local, rank, seed, 0),
+                           start, stop, cfg.num_workers)
+    from mamc.data.stream import ShardStream, stream_loader
+
+    run = Run(cfg)
+    sidecar = run.caption_shards("train") if with_vlm else None
+    if sidecar is not None and not (sidecar / "sizes.json").exists():
+        raise MissingArtifact(f"{sidecar}: no caption sidecar shards for the VLM captions; {CAPTIONS} writes them")
+    stream = ShardStream(run.shards("train"), local, rank, world, cfg.shard_streams, cfg.num_workers, cfg.frames, seed,
+                         0, start, stop, sidecar)
+    return stream_loader(stream, cfg.num_workers)
 
 
 def lr_lambda(cfg: Config):
@@ -248,8 +278,6 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     learner = build_learner(cfg, device)
     model, weight_net = learner.model, learner.weight_net
     data = prepare(cfg, model, spec.vlm, device, meta=spec.meta)
-    if len(data.train) < cfg.batch_size:
-        raise ValueError(f"{len(data.train)} usable training rows for a batch of {cfg.batch_size}")
 
     start, best, watch, plateau = 0, {"val/rsum": -1.0, "step": -1}, {}, False
     if record is not None:
@@ -266,24 +294,22 @@ def train(cfg: Config, method: str, seed: int | None = None, name: str | None = 
     mb_global = meta_batch_size(cfg, len(data.meta), world) if spec.meta else cfg.meta_batch_size
     b_local, mb_local = cfg.batch_size // world, mb_global // world
 
-    def inputs(rows: list[dict], loaded: tuple[list[int], torch.Tensor]):
-        part = [rows[i] for i in loaded[0]]
-        frames = normalize_frames(loaded[1].to(device, non_blocking=True))
+    def inputs(loaded: tuple[list[dict], torch.Tensor]):
+        part, frames = loaded[0], normalize_frames(loaded[1].to(device, non_blocking=True))
         return part, frames, text_input(model, [r["caption"] for r in part], data.text_features, device)
 
     sample_log, scalar_log = [], []
     t0, steps_done, done, preempted = time.time(), 0, start, False
-    train_batches = step_loader(StepBatches(data.train, data.cache, cfg.frames, cfg.batch_size, b_local, rank, seed, 0),
-                                start, start if plateau else cfg.steps, cfg.num_workers)
+    loader = train_batches(cfg, data, spec.vlm, b_local, rank, world, seed, start, start if plateau else cfg.steps)
     meta_batches = StepBatches(data.meta, data.cache, cfg.frames, mb_global, mb_local, rank, seed, 1)
-    batches = iter(train_batches)
+    batches = iter(loader)
     bar = tqdm(enumerate(batches, start), desc=name, disable=not progress or rank != 0, initial=start, total=cfg.steps)
     with preempt.deferred():  # SIGTERM/SIGUSR1 stop the loop at a step boundary, after a checkpoint
         try:
             for step, loaded in bar:
-                part, frames, text = inputs(data.train, loaded)
+                part, frames, text = inputs(loaded)
                 losses, weights, scalars = training_step(learner, spec, cfg, device, frames, text, step,
-                                                         lambda step=step: inputs(data.meta, meta_batches[step])[1:])
+                                                         lambda step=step: inputs(meta_batches[step])[1:])
                 scalars = {"step": step, **scalars}
 
                 # Logging, model selection on validation, and checkpoints.
@@ -363,8 +389,7 @@ def meta_step_by_hand(cfg: Config, run: str, batch_size: int = 64, steps: int = 
     weight_net, weight_opt = fresh_weighting(cfg, device)
 
     def batch(rows: list[dict], stream: int):
-        idx, frames = StepBatches(rows, data.cache, cfg.frames, batch_size, batch_size, 0, seed, stream)[0]
-        part = [rows[i] for i in idx]
+        part, frames = StepBatches(rows, data.cache, cfg.frames, batch_size, batch_size, 0, seed, stream)[0]
         text = text_input(model, [r["caption"] for r in part], data.text_features, device)
         return part, normalize_frames(frames.to(device)), text
 

@@ -80,3 +80,42 @@ def test_written_files_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "m.jsonl").stat().st_mode & 0o777 == 0o644
+
+
+def first_conflict_by_hand(rows: list[dict]) -> tuple[int, int] | None:
+    """The rule read plainly: each row against the first row of its id, and the first retrieval row of its id."""
+    first, first_retrieval = {}, {}
+    for i, r in enumerate(rows):
+        j = first.setdefault(r["video_id"], i)
+        if (rows[j]["video"], rows[j].get("start")) != (r["video"], r.get("start")):
+            return i, j
+        if r["split"] in ("train", "meta", "val", "test"):
+            j = first_retrieval.setdefault(r["video_id"], i)
+            if rows[j]["split"] != r["split"]:
+                return i, j
+    return None
+
+
+@pytest.mark.parametrize("spill", [None, 3])
+def test_the_clip_index_finds_the_first_conflict_in_memory_and_spilled_to_disk(tmp_path, monkeypatch, spill):
+    """Rows past `SPILL` go to partition files on disk; the answer is the same, and the files go with the index."""
+    import random
+
+    from mamc.manifest import ClipIndex
+
+    if spill:
+        monkeypatch.setattr(ClipIndex, "SPILL", spill)
+        monkeypatch.setattr(ClipIndex, "PARTS", 4)
+    found = set()
+    for seed in range(300):
+        rng = random.Random(seed)
+        rows = [{"video_id": f"v{rng.randrange(6)}", "video": rng.choice(["a.mp4", "a.mp4", "a.mp4", "b.mp4"]),
+                 "start": rng.choice([None, None, None, 1.0]), "split": rng.choice(["train", "train", "test", "qa"])}
+                for _ in range(rng.randrange(1, 12))]
+        with ClipIndex(tmp_path) as index:
+            for r in rows:
+                index.add(r)
+            assert index.first_conflict() == first_conflict_by_hand(rows), rows
+        found.add(first_conflict_by_hand(rows) is None)
+        assert not list(tmp_path.iterdir())
+    assert found == {True, False}  # both kinds of answer were checked

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +60,15 @@ class ClipMemory:
 CLIP_MEMORY = ClipMemory()
 
 
-def load_frames(rows: list[dict], cache_dir: str | Path, n_frames: int, mode: str = "uniform",
-                seed: tuple[int, ...] = (0,), keys: list[int] | None = None) -> torch.Tensor:
-    """uint8 [B, T, H, W, 3] for the rows: `n_frames` from each cached clip, segment centres ("uniform") or one
-    random frame per segment ("random", training). The random offsets of the batch are drawn at once from `seed`
-    for positions 0…max(keys) and each row takes those of its key, its global batch position, so the frames do
-    not depend on how a batch is split across ranks."""
-    clips = [CLIP_MEMORY.get(cache_dir, row["video_id"]) for row in rows]
-    keys = np.arange(len(rows)) if keys is None else np.asarray(keys)
+def sample_frames(clips: list[np.ndarray], n_frames: int, mode: str = "uniform", seed: tuple[int, ...] = (0,),
+                  keys: list[int] | None = None) -> torch.Tensor:
+    """uint8 [B, T, H, W, 3]: `n_frames` from each clip, segment centres ("uniform") or one random frame per
+    segment ("random", training). The random offsets of the batch are drawn at once from `seed` for positions
+    0…max(keys) and each clip takes those of its key, its global batch position, so the frames do not depend on
+    how a batch is split across ranks."""
+    keys = np.arange(len(clips)) if keys is None else np.asarray(keys)
     if mode == "uniform":
-        offsets = np.full((len(rows), n_frames), 0.5)
+        offsets = np.full((len(clips), n_frames), 0.5)
     elif mode == "random":
         offsets = np.random.default_rng(list(seed)).random((int(keys.max(initial=0)) + 1, n_frames))[keys]
     else:
@@ -78,29 +78,37 @@ def load_frames(rows: list[dict], cache_dir: str | Path, n_frames: int, mode: st
     return torch.from_numpy(np.stack([clip[i] for clip, i in zip(clips, idx)]))
 
 
+def load_frames(rows: list[dict], clips: str | Path | Mapping[str, np.ndarray], n_frames: int, mode: str = "uniform",
+                seed: tuple[int, ...] = (0,), keys: list[int] | None = None) -> torch.Tensor:
+    """`sample_frames` of the rows' clips, from the frame cache (a folder) or from clips held in memory (a
+    small split read from shards)."""
+    if isinstance(clips, Mapping):
+        return sample_frames([clips[row["video_id"]] for row in rows], n_frames, mode, seed, keys)
+    return sample_frames([CLIP_MEMORY.get(clips, row["video_id"]) for row in rows], n_frames, mode, seed, keys)
+
+
 class StepBatches(torch.utils.data.Dataset):
-    """Item `step` is this rank's slice of the global batch at that step: (row indices, uint8 frames).
+    """Item `step` is this rank's slice of the global batch at that step: (rows, uint8 frames).
 
     Because a batch is a function of the step, a `DataLoader` with worker processes can prefetch it and a
     resumed run simply starts at its step.
     """
 
-    def __init__(self, rows: list[dict], cache_dir: str | Path, n_frames: int, batch_size: int, local: int,
-                 rank: int, seed: int, stream: int):
-        self.rows, self.cache_dir, self.n_frames = rows, cache_dir, n_frames
+    def __init__(self, rows: list[dict], clips: str | Path | Mapping[str, np.ndarray], n_frames: int, batch_size: int,
+                 local: int, rank: int, seed: int, stream: int):
+        self.rows, self.clips, self.n_frames = rows, clips, n_frames
         self.batch_size, self.seed, self.stream = batch_size, seed, stream
         self.keys = list(range(rank * local, (rank + 1) * local))
 
     def __len__(self) -> int:
         return 1 << 62
 
-    def __getitem__(self, step: int) -> tuple[list[int], torch.Tensor]:
+    def __getitem__(self, step: int) -> tuple[list[dict], torch.Tensor]:
         idx = global_batch_indices(len(self.rows), self.batch_size, step, self.seed * 1000 + self.stream)
         # A split smaller than the batch (a small meta set) gives a shorter batch: keys of the positions it has.
-        idx = idx[self.keys[0] : self.keys[-1] + 1].tolist()
-        frames = load_frames([self.rows[i] for i in idx], self.cache_dir, self.n_frames, "random",
-                             (self.seed, self.stream, step), self.keys[: len(idx)])
-        return idx, frames
+        rows = [self.rows[i] for i in idx[self.keys[0] : self.keys[-1] + 1]]
+        return rows, load_frames(rows, self.clips, self.n_frames, "random", (self.seed, self.stream, step),
+                                 self.keys[: len(rows)])
 
 
 def step_loader(batches: StepBatches, start: int, stop: int, num_workers: int) -> torch.utils.data.DataLoader:
@@ -109,9 +117,9 @@ def step_loader(batches: StepBatches, start: int, stop: int, num_workers: int) -
     # global torch RNG once per (re)start and make a resumed run's RNG state differ from an uninterrupted one.
     return torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
                                        persistent_workers=False, pin_memory=torch.cuda.is_available(),
-                                       generator=torch.Generator(), collate_fn=_as_is)
+                                       generator=torch.Generator(), collate_fn=whole_batch)
 
 
-def _as_is(item: tuple[list[int], torch.Tensor]) -> tuple[list[int], torch.Tensor]:
-    """A batch is made whole by `StepBatches`; the default conversion would walk its index list item by item."""
+def whole_batch(item: tuple[list[dict], torch.Tensor]) -> tuple[list[dict], torch.Tensor]:
+    """A batch is made whole by `StepBatches`; the default conversion would walk its rows item by item."""
     return item

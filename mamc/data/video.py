@@ -167,6 +167,17 @@ def cache_file(cache_dir: str | Path, video_id: str) -> Path:
     return Path(cache_dir) / f"{video_id}.npy"
 
 
+def decode_clip(path: Path, row: dict, n_frames: int, size: int) -> np.ndarray:
+    """uint8 [n_frames, size, size, 3] evenly over the row's clip (its start/end window, or the whole video): what
+    the frame cache and the shards hold. A clip of a single frame (a still image: sampling would only repeat it)
+    is refused like an unreadable one."""
+    info = probe(path)
+    lo, hi = window(info, row.get("start"), row.get("end"))
+    if hi - lo < 2:
+        raise VideoError(f"{path}: the clip has {hi - lo} frame(s) in [{lo}, {hi}): a still image, not a video")
+    return read_frames(path, sample_indices(info.n_frames, n_frames, start=lo, end=hi), size=size)
+
+
 def build_frame_cache(
     rows: list[dict],
     data_root: str | Path,
@@ -197,11 +208,7 @@ def build_frame_cache(
             path = Path(data_root) / row["video"]
             attempted.add(vid)
             try:
-                info = probe(path)
-                lo, hi = window(info, row.get("start"), row.get("end"))
-                if hi - lo < 2:
-                    raise VideoError(f"{path}: the clip has {hi - lo} frame(s) in [{lo}, {hi}): a still image, not a video")
-                frames = read_frames(path, sample_indices(info.n_frames, n_frames, start=lo, end=hi), size=size)
+                frames = decode_clip(path, row, n_frames, size)
             except (VideoError, ValueError) as err:
                 failures[vid] = {"video_id": vid, "video": str(path), "reason": str(err)}
                 counts["failed"] += 1

@@ -41,5 +41,5 @@ def test_a_split_smaller_than_the_batch_gives_a_shorter_batch(smoke_cfg):
 
     rows = load_rows(smoke_cfg, "train")[:6]
     ensure_frames(smoke_cfg, rows)
-    idx, frames = StepBatches(rows, Run(smoke_cfg).frame_cache, 4, 8, 8, 0, 0, 0)[3]
-    assert sorted(idx) == list(range(6)) and frames.shape[:2] == (6, 4)
+    part, frames = StepBatches(rows, Run(smoke_cfg).frame_cache, 4, 8, 8, 0, 0, 0)[3]
+    assert sorted(r["video_id"] for r in part) == sorted(r["video_id"] for r in rows) and frames.shape[:2] == (6, 4)
