@@ -22,18 +22,34 @@ def _tensors(cfg, name):
     return checkpoint_tensors(Run(cfg).checkpoints(name))
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(smoke_cfg):
-    cfg = replace(smoke_cfg, steps=6, ckpt_every=3, eval_every=3)
-    train(cfg, "meta", name="whole", progress=False)
-    first = train(cfg, "meta", name="split", progress=False, stop_after=4)
+@pytest.fixture(scope="module")
+def sharded_cfg(smoke_cfg):
+    """The smoke run's train, meta and val clips also in shards (`mamc shard`), and a config that trains from them."""
+    from mamc.data.shards import make_shards
+
+    cfg = replace(smoke_cfg, data_format="shards", shard_size=50)
+    for split in ("train", "meta", "val"):
+        make_shards(Run(cfg).path("manifest"), split, Run(cfg).shards(split), cfg.data_dir, cfg.clip_frames,
+                    cfg.frame_size, cfg.shard_size, progress=False)
+    return cfg
+
+
+@pytest.mark.parametrize("data", ["cache", "shards"])
+def test_interrupted_and_resumed_run_equals_uninterrupted(smoke_cfg, request, data):
+    """Also from shards, and resumed with DataLoader workers where the whole run had none."""
+    cfg = replace(smoke_cfg if data == "cache" else request.getfixturevalue("sharded_cfg"), steps=6, ckpt_every=3,
+                  eval_every=3)
+    train(cfg, "meta", name=f"whole_{data}", progress=False)
+    first = train(cfg, "meta", name=f"split_{data}", progress=False, stop_after=4)
     assert not first["completed"]
-    second = train(cfg, "meta", name="split", progress=False)
+    second = train(replace(cfg, num_workers=2), "meta", name=f"split_{data}", progress=False)
     assert second["completed"]
-    a, b = _tensors(cfg, "whole"), _tensors(cfg, "split")
+    a, b = _tensors(cfg, f"whole_{data}"), _tensors(cfg, f"split_{data}")
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
-    steps = [int(line.split(",")[0]) for line in (Run(cfg).logs("split") / "samples.csv").read_text().splitlines()[1:]]
+    samples = (Run(cfg).logs(f"split_{data}") / "samples.csv").read_text().splitlines()[1:]
+    steps = [int(line.split(",")[0]) for line in samples]
     assert steps == sorted(steps) and len(steps) == 6 * cfg.batch_size
 
 

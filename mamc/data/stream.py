@@ -60,12 +60,13 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
-def _decoded(sample: dict, sidecar: dict | None) -> dict:
-    meta = json.loads(sample["json"])
-    captions = list(meta["captions"])
-    if sidecar is not None:
-        captions.append(json.loads(sidecar["json"])["caption"])
-    return {"key": sample["__key__"], "meta": meta, "captions": captions, "frames": sample["frames.npy"]}
+def npy_view(data: bytes) -> np.ndarray:
+    """The array of an .npy member, read in place (`np.load` would copy the frames once more)."""
+    buf = io.BytesIO(data)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(np.lib.format.read_magic(buf),
+                                                                    np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(buf)
+    return np.frombuffer(data, dtype, offset=buf.tell()).reshape(shape, order="F" if fortran else "C")
 
 
 def _samples(url: str, sidecar_url: str | None) -> Iterator[dict]:
@@ -124,14 +125,15 @@ class ShardStream(torch.utils.data.IterableDataset):
                     return
 
     def _batch(self, raw: list[dict], epoch: int, step: int) -> tuple[list[dict], torch.Tensor]:
+        draws = np.random.default_rng([self.seed, self.stream, epoch, step]).random(len(raw))  # one caption per clip
         rows, clips = [], []
-        for sample in raw:
-            item = _decoded(sample, sample["sidecar"])
-            pick = np.random.default_rng([self.seed, self.stream, epoch, int(item["key"])]).integers(len(item["captions"]))
-            meta = item["meta"]
-            rows.append({"video_id": meta["id"], "caption": item["captions"][pick], "topic": meta.get("topic"),
+        for sample, u in zip(raw, draws):
+            meta = json.loads(sample["json"])
+            captions = meta["captions"] + ([json.loads(sample["sidecar"]["json"])["caption"]] if sample["sidecar"] else [])
+            pick = int(u * len(captions))
+            rows.append({"video_id": meta["id"], "caption": captions[pick], "topic": meta.get("topic"),
                          "split": meta["split"], "source": "vlm" if pick == len(meta["captions"]) else meta["source"]})
-            clips.append(np.load(io.BytesIO(item["frames"]), allow_pickle=False))
+            clips.append(npy_view(sample["frames.npy"]))
         keys = list(range(self.rank * self.local, self.rank * self.local + len(rows)))
         return rows, sample_frames(clips, self.n_frames, "random", (self.seed, self.stream, step), keys)
 
@@ -172,5 +174,5 @@ def read_split(folder: str | Path) -> tuple[list[dict], dict[str, np.ndarray]]:
             meta = json.loads(sample["json"])
             rows += [{"video_id": meta["id"], "video": meta["video"], "caption": c, "split": meta["split"],
                       "topic": meta.get("topic"), "source": meta["source"]} for c in meta["captions"]]
-            clips[meta["id"]] = np.load(io.BytesIO(sample["frames.npy"]), allow_pickle=False)
+            clips[meta["id"]] = npy_view(sample["frames.npy"])
     return rows, clips
