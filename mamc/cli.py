@@ -72,6 +72,15 @@ def cmd_frames(args) -> int:
     return 0
 
 
+def _my_shards(spec: str | None) -> slice:
+    """This process's shards: the range A:B (all when not given), every world-th of it under torchrun or srun."""
+    from mamc.distributed import launch_rank, launched
+
+    lo, _, hi = (spec or ":").partition(":")
+    rank, world = launch_rank() if launched() else (0, 1)
+    return slice(int(lo or 0) + rank, int(hi) if hi else None, world)
+
+
 def cmd_shard(args) -> int:
     from mamc.data.prepare import prepare_corpus
     from mamc.data.shards import make_shards
@@ -80,12 +89,9 @@ def cmd_shard(args) -> int:
 
     cfg = _run_config(args)
     prepare_corpus(cfg)
-    lo, _, hi = (args.range or ":").partition(":")
-    rank, world = launch_rank() if launched() else (0, 1)  # torchrun or srun ranks take every world-th shard
+    shards, rank = _my_shards(args.range), (launch_rank()[0] if launched() else 0)
     failed = 0
     for split in args.splits.split(","):
-        shards = slice(int(lo or 0), int(hi) if hi else None, world)
-        shards = slice(shards.start + rank, shards.stop, world)
         counts = make_shards(Run(cfg).path("manifest"), split, Run(cfg).shards(split), cfg.data_dir, cfg.clip_frames,
                              cfg.frame_size, cfg.shard_size, shards, progress=rank == 0)
         print(json.dumps(counts), f"shards: {Run(cfg).shards(split)}")
@@ -101,6 +107,15 @@ def cmd_caption(args) -> int:
     from mamc.run import resolve_device
 
     cfg = _run_config(args)
+    if args.shards:
+        from mamc.caption.sidecars import caption_shards
+
+        if launched():
+            cfg = replace(cfg, device=str(local_device(resolve_device(cfg.device))))
+        if ensure_captioner(cfg, args.model) is not None:
+            print(f"embedded captioner trained by this job: {cfg.run_path / 'captioner'}", file=sys.stderr)
+        print(json.dumps(caption_shards(cfg, args.model, _my_shards(args.range), progress=not launched()), indent=2))
+        return 0
     shard, num_shards = args.shard, args.num_shards
     if launched() and num_shards == 1:  # under torchrun each rank captions its shard of the videos, on its own GPU;
         shard, num_shards = launch_rank()  # no process group: the shards never talk (and the captioner trains alone)
@@ -245,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="this job's shard of the videos; shards of one run folder run side by side (one per GPU)")
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--limit", type=int, help="caption at most this many videos")
+    p.add_argument("--shards", action="store_true", help="caption the clips of the run's training shards (`mamc "
+                   "shard`) into caption sidecar shards, one job unit per shard")
+    p.add_argument("--range", metavar="A:B", help="with --shards: only shards A…B-1 (one task of a Slurm array); "
+                   "under torchrun or srun each rank takes every world-th shard of it")
     p.set_defaults(func=cmd_caption)
 
     p = sub.add_parser("train", help="train one method, or (ablation) every method × seed and the margin sweep",
@@ -304,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "run", None) and getattr(args, "lock", True):
             # Caption shards share the folder (each holds its own shard); every other command holds it alone.
             part = f"caption-shard-{args.shard}-of-{args.num_shards}" if getattr(args, "num_shards", 1) > 1 else None
-            part = f"shard-range-{args.range}" if getattr(args, "range", None) else part
+            part = f"{args.command}-range-{args.range}" if getattr(args, "range", None) else part
             with run_lock(Path(args.run), f"mamc {args.command}", part):
                 return args.func(args)
         return args.func(args)

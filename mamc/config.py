@@ -125,6 +125,8 @@ class Config:
     # The caption recipe (see CAPTION_RECIPES) sets the prompt, sampling and length rule; settings named
     # explicitly win over it.
     caption_recipe: str = "paper"
+    # "transformers" (CPU and GPU) or "vllm" (a GPU, `pip install "mamc[vllm]"`): mamc.caption.vllm_engine
+    caption_engine: str = "transformers"
     caption_input: str = "grid"
     # The embedded captioner trains on a corpus of its own (mamc.caption.corpus: `captioner_corpus` clips, the
     # first `captioner_heldout` held out to measure it), disjoint from the benchmark. Snapshots after each of
@@ -221,7 +223,7 @@ _POSITIVE = ("temperature", "lr", "meta_lr", "grad_clip", "captioner_lr", "shard
 _CHOICES = dict(autocast=("auto", "bfloat16", "off"), meta_params=("all", "head"),
                 caption_input=("grid", "frames"), caption_recipe=tuple(CAPTION_RECIPES),
                 dtype=("auto", "float32", "bfloat16", "float16"), lr_schedule=("constant", "cosine"),
-                data_format=("cache", "shards"))
+                data_format=("cache", "shards"), caption_engine=("transformers", "vllm"))
 _TYPE_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
 
 

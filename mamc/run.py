@@ -61,9 +61,10 @@ SELECTORS = ("captioner_snapshot", *TUNABLE, "tuned")
 # every other setting shapes the training runs (`TRAINING`).
 DATA = ("profile", "seed", "dataset", "n_train", "n_meta_per_topic", "n_val", "n_test", "n_qa", "n_topics",
         "zipf_exponent", "noise_rate", "clip_frames", "clip_size", "fps")
-CAPTIONING = ("captioner", "captioner_seed", "caption_recipe", "caption_input", "captioner_corpus", "captioner_heldout",
-              "captioner_vision_steps", "captioner_steps", "captioner_batch_size", "captioner_lr", "grid_rows", "grid_cols",
-              "grid_cell", "prompt", "gen_temperature", "max_caption_tokens", "max_new_tokens", "dtype")
+CAPTIONING = ("captioner", "captioner_seed", "caption_recipe", "caption_engine", "caption_input", "captioner_corpus",
+              "captioner_heldout", "captioner_vision_steps", "captioner_steps", "captioner_batch_size", "captioner_lr",
+              "grid_rows", "grid_cols", "grid_cell", "prompt", "gen_temperature", "max_caption_tokens", "max_new_tokens",
+              "dtype")
 QA_SETTINGS = ("qa_dataset", "qa_eta", "qa_steps")
 TRAINING = tuple(f for f in config_fields() if f not in EXECUTION_ONLY + EXTENDABLE + SELECTORS + DATA + CAPTIONING
                  + QA_SETTINGS)

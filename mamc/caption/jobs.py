@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -111,6 +112,65 @@ def within_length(cap: Captioner, cfg: Config, generate, inputs: list, rows: lis
     return out, tries
 
 
+def check_recipe(cfg: Config) -> None:
+    """Refuse an input the engine or this machine cannot take, before any work."""
+    if cfg.caption_input not in ("grid", "frames"):
+        raise ValueError(f"caption_input must be 'grid' or 'frames', got {cfg.caption_input!r}")
+    if cfg.caption_input == "frames":
+        ok, message = video_backend_available()
+        if not ok:
+            raise RuntimeError(message)
+
+
+def provenance(cap: Captioner, cfg: Config) -> dict:
+    """What every caption row records of how it was made."""
+    return {"model": cap.name, "revision": cap.revision, "engine": cap.engine, "recipe": cfg.caption_recipe,
+            "input": cfg.caption_input, "prompt": cfg.prompt, "temperature": cfg.gen_temperature,
+            "max_caption_tokens": cfg.max_caption_tokens, "max_new_tokens": cfg.max_new_tokens,
+            "grid": [cfg.grid_rows, cfg.grid_cols], "cell": cfg.grid_cell, "seed": cfg.caption_seed}
+
+
+def caption_rows(cap: Captioner, cfg: Config, rows: list[dict], seconds: dict[str, float]) -> Iterator[tuple[dict, dict | str]]:
+    """(row, its caption row) or (row, why it failed) for each row, captioned in batches of `caption_batch_size`;
+    `seconds` accumulates the time of decoding+grids and of generation."""
+    made = provenance(cap, cfg)
+    generate = generate_captions if cfg.caption_input == "grid" else generate_video_captions
+    for b in range(0, len(rows), cfg.caption_batch_size):
+        batch, inputs = [], []
+        t = time.time()
+        for row in rows[b : b + cfg.caption_batch_size]:
+            try:
+                video = cfg.data_dir / row["video"]
+                inputs.append(grid_for_video(video, cfg) if cfg.caption_input == "grid" else keyframes_for_video(video, cfg))
+                batch.append(row)
+            except (VideoError, ValueError) as err:
+                yield row, str(err)
+        seconds["grid"] += time.time() - t
+        t = time.time()
+        seeds = [video_seed(cfg.caption_seed, r["video_id"]) for r in batch]
+        texts = generate(cap, inputs, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens, seed=seeds) if inputs else []
+        texts, resampled = within_length(cap, cfg, generate, inputs, batch, texts)
+        seconds["generate"] += time.time() - t
+        for row, text, sample_seed, tries in zip(batch, texts, seeds, resampled):
+            if text is None:
+                yield row, f"no caption within {cfg.max_caption_tokens} tokens in {MAX_RESAMPLES + 1} samples"
+                continue
+            if not text:
+                yield row, "empty generation"
+                continue
+            out_row = {"video_id": row["video_id"], "video": row["video"], "caption": text, "split": "train",
+                       "source": "vlm", "topic": row.get("topic"), "sample_seed": sample_seed, "resampled": tries,
+                       "provenance": made}
+            if "attributes" in row:
+                parsed = parse_attributes(text)
+                out_row["aligned"] = all(parsed[a] == row["attributes"][a] for a in ATTRIBUTES)
+            yield row, out_row
+
+
+def load_for(cfg: Config, model: str | None) -> Captioner:
+    return load_captioner(captioner_name(cfg, model), resolve_device(cfg.device), cfg.dtype, engine=cfg.caption_engine)
+
+
 @locked("mamc caption")
 def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_shards: int = 1, limit: int | None = None,
                    captioner: Captioner | None = None, progress: bool = True, rows: list[dict] | None = None) -> dict:
@@ -118,12 +178,7 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
     and the time split between decoding+grid, preprocessing+generation."""
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard {shard} is not in [0, {num_shards})")
-    if cfg.caption_input not in ("grid", "frames"):
-        raise ValueError(f"caption_input must be 'grid' or 'frames', got {cfg.caption_input!r}")
-    if cfg.caption_input == "frames":
-        ok, message = video_backend_available()
-        if not ok:
-            raise RuntimeError(message)
+    check_recipe(cfg)
     written = shards_written(cfg)
     if written not in (None, num_shards):
         raise ValueError(f"{Run(cfg).path('captions').parent} holds this captioner's captions in {written} shard(s): "
@@ -138,54 +193,20 @@ def caption_videos(cfg: Config, model: str | None = None, shard: int = 0, num_sh
     if not todo:
         update_failures(failed, set(), {}, done)
         return stats
-    cap = captioner or load_captioner(captioner_name(cfg, model), resolve_device(cfg.device), cfg.dtype)
-    provenance = {"model": cap.name, "revision": cap.revision, "recipe": cfg.caption_recipe, "input": cfg.caption_input,
-                  "prompt": cfg.prompt, "temperature": cfg.gen_temperature, "max_caption_tokens": cfg.max_caption_tokens,
-                  "max_new_tokens": cfg.max_new_tokens, "grid": [cfg.grid_rows, cfg.grid_cols], "cell": cfg.grid_cell,
-                  "seed": cfg.caption_seed}
+    cap = captioner or load_for(cfg, model)
     attempted, failures = set(), {}
-
-    def fail(row: dict, reason: str) -> None:
-        failures[row["video_id"]] = {"video_id": row["video_id"], "video": row["video"], "reason": reason}
-        stats["failed"] += 1
-
     start = time.time()
     bar = tqdm(total=len(todo), desc="caption", disable=not progress, unit="video")
     try:
-        for b in range(0, len(todo), cfg.caption_batch_size):
-            batch, inputs = [], []
-            t = time.time()
-            for row in todo[b : b + cfg.caption_batch_size]:
-                attempted.add(row["video_id"])
-                try:
-                    video = cfg.data_dir / row["video"]
-                    inputs.append(grid_for_video(video, cfg) if cfg.caption_input == "grid" else keyframes_for_video(video, cfg))
-                    batch.append(row)
-                except (VideoError, ValueError) as err:
-                    fail(row, str(err))
-            stats["seconds"]["grid"] += time.time() - t
-            t = time.time()
-            generate = generate_captions if cfg.caption_input == "grid" else generate_video_captions
-            seeds = [video_seed(cfg.caption_seed, r["video_id"]) for r in batch]
-            texts = generate(cap, inputs, cfg.prompt, cfg.gen_temperature, cfg.max_new_tokens, seed=seeds) if inputs else []
-            texts, resampled = within_length(cap, cfg, generate, inputs, batch, texts)
-            stats["seconds"]["generate"] += time.time() - t
-            for row, text, sample_seed, tries in zip(batch, texts, seeds, resampled):
-                if text is None:
-                    fail(row, f"no caption within {cfg.max_caption_tokens} tokens in {MAX_RESAMPLES + 1} samples")
-                    continue
-                if not text:
-                    fail(row, "empty generation")
-                    continue
-                out_row = {"video_id": row["video_id"], "video": row["video"], "caption": text, "split": "train",
-                           "source": "vlm", "topic": row.get("topic"), "sample_seed": sample_seed,
-                           "resampled": tries, "provenance": provenance}
-                if "attributes" in row:
-                    parsed = parse_attributes(text)
-                    out_row["aligned"] = all(parsed[a] == row["attributes"][a] for a in ATTRIBUTES)
-                append_jsonl(out, out_row)
+        for row, result in caption_rows(cap, cfg, todo, stats["seconds"]):
+            attempted.add(row["video_id"])
+            if isinstance(result, str):
+                failures[row["video_id"]] = {"video_id": row["video_id"], "video": row["video"], "reason": result}
+                stats["failed"] += 1
+            else:
+                append_jsonl(out, result)
                 stats["captioned"] += 1
-            bar.update(len(todo[b : b + cfg.caption_batch_size]))
+            bar.update()
     finally:
         bar.close()
         update_failures(failed, attempted, failures, finished_ids(out))

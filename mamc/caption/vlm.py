@@ -19,10 +19,13 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 @dataclass
 class Captioner:
+    """The transformers engine (CPU or GPU); `mamc.caption.vllm_engine.VllmCaptioner` is the other one."""
+
     processor: object
     model: torch.nn.Module
     name: str
     revision: str | None
+    engine: str = "transformers"
 
     @property
     def device(self) -> torch.device:
@@ -37,8 +40,13 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
 
 
 def load_captioner(name: str, device: torch.device | str = "cpu", dtype: str = "auto",
-                   trust_remote_code: bool = False, revision: str | None = None) -> Captioner:
-    """Processor and model of a LLaVA-family checkpoint, padding on the left for batched generation."""
+                   trust_remote_code: bool = False, revision: str | None = None, engine: str = "transformers"):
+    """Processor and model of a LLaVA-family checkpoint, padding on the left for batched generation; with
+    engine="vllm", the same checkpoint in vLLM (`mamc.caption.vllm_engine`)."""
+    if engine == "vllm":
+        from mamc.caption.vllm_engine import load_vllm_captioner
+
+        return load_vllm_captioner(name, dtype, revision, trust_remote_code)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     device = torch.device(device)
@@ -126,7 +134,12 @@ def generate_captions(cap: Captioner, images: list[Image.Image], prompt: str, te
                       max_new_tokens: int = 64, seed: int | Sequence[int] = 0, inputs=None) -> list[str]:
     """One caption per image; sampling with `temperature` (greedy when 0). `seed` is one seed per image (see
     `video_seed`), or an int for ad-hoc use (image i gets seed + i). `inputs` may come from `prepare_inputs`
-    (to time preprocessing apart)."""
+    (to time preprocessing apart). A vLLM captioner generates with vLLM (same prompt, template and cleaning)."""
+    if cap.engine == "vllm":
+        from mamc.caption.vllm_engine import vllm_generate
+
+        return vllm_generate(cap, images, prompt, temperature, max_new_tokens,
+                             [seed + i for i in range(len(images))] if isinstance(seed, int) else seed)
     inputs = inputs if inputs is not None else prepare_inputs(cap, images, prompt)
     return _generate(cap, inputs, temperature, max_new_tokens, seed)
 
@@ -135,6 +148,8 @@ def generate_video_captions(cap: Captioner, clips: list[np.ndarray], prompt: str
                             max_new_tokens: int = 64, seed: int | Sequence[int] = 0) -> list[str]:
     """Captions from frames [T, H, W, 3] given to a video-native checkpoint (LLaVA-NeXT-Video, Qwen2-VL) as a
     video. Their video processors need torchvision; without it this raises with the reason, before any work."""
+    if cap.engine != "transformers":
+        raise ValueError(f"caption_input=frames needs the transformers engine (the {cap.engine} engine takes the grid)")
     ok, message = video_backend_available()
     if not ok:
         raise RuntimeError(message)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 from array import array
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -77,33 +78,51 @@ def _npy(frames: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_shard(folder: Path, index: int, clips: dict[int, dict], data_root: Path, n_frames: int, size: int) -> dict:
-    """Decode the clips of one shard and write it atomically, then its record; returns the record. A temporary
-    file of this shard left by a killed process is removed first (no other process writes this shard)."""
+def write_tar(folder: Path, index: int, samples: Iterable[dict], clips: int, failures: list[dict]) -> dict:
+    """Write shard `index` atomically from its samples (a `__key__` and bytes members each, keys ascending), then
+    its record with `failures` (filled while the samples are made); returns the record. A temporary file of this
+    shard left by a killed process is removed first (no other process writes this shard)."""
     for stale in folder.glob(f".{shard_name(index)}.*.tmp"):
         stale.unlink(missing_ok=True)
-    failures, samples = [], 0
+    count = 0
 
     def write(fh) -> None:
-        nonlocal samples
+        nonlocal count
         with wds.TarWriter(fh, user="mamc", group="mamc", mtime=0, encoder=False) as tar:
-            for n in sorted(clips):
-                clip = clips[n]
-                path = data_root / clip["video"]
-                row = {"start": clip["window"][0], "end": clip["window"][1]}
-                try:
-                    frames = decode_clip(path, row, n_frames, size)
-                except (VideoError, ValueError) as err:
-                    failures.append({"video_id": clip["id"], "video": str(path), "reason": str(err)})
-                    continue
-                tar.write({"__key__": sample_key(n), "frames.npy": _npy(frames),
-                           "json": json.dumps(clip, sort_keys=True, ensure_ascii=False).encode("utf-8")})
-                samples += 1
+            for sample in samples:
+                tar.write(sample)
+                count += 1
 
     atomic_write(folder / shard_name(index), write)
-    record = {"shard": shard_name(index), "samples": samples, "clips": len(clips), "failures": failures}
+    record = {"shard": shard_name(index), "samples": count, "clips": clips, "failures": failures}
     write_json(record_path(folder, index), record)
     return record
+
+
+def write_shard(folder: Path, index: int, clips: dict[int, dict], data_root: Path, n_frames: int, size: int) -> dict:
+    """Decode the clips of one shard into it (`write_tar`); returns its record."""
+    failures: list[dict] = []
+
+    def samples() -> Iterator[dict]:
+        for n in sorted(clips):
+            clip = clips[n]
+            path = data_root / clip["video"]
+            try:
+                frames = decode_clip(path, {"start": clip["window"][0], "end": clip["window"][1]}, n_frames, size)
+            except (VideoError, ValueError) as err:
+                failures.append({"video_id": clip["id"], "video": str(path), "reason": str(err)})
+                continue
+            yield {"__key__": sample_key(n), "frames.npy": _npy(frames),
+                   "json": json.dumps(clip, sort_keys=True, ensure_ascii=False).encode("utf-8")}
+
+    return write_tar(folder, index, samples(), len(clips), failures)
+
+
+def shard_clips(folder: Path, index: int) -> list[dict]:
+    """The json members of a shard (what each clip is), read without its frames: a caption job's input."""
+    url = str(folder / shard_name(index))
+    pipeline = wds.DataPipeline(wds.SimpleShardList([url]), wds.tarfile_to_samples(select_files=lambda f: f.endswith(".json")))
+    return [dict(json.loads(sample["json"]), key=sample["__key__"]) for sample in pipeline]
 
 
 def finished(folder: Path, index: int) -> bool:
