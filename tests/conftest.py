@@ -22,6 +22,21 @@ def smoke_cfg(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sharded_cfg(smoke_cfg):
+    """The smoke run's train, meta and val clips also in shards (`mamc shard`), and a config that trains from them."""
+    from dataclasses import replace
+
+    from mamc.data.shards import make_shards
+    from mamc.run import Run
+
+    cfg = replace(smoke_cfg, data_format="shards", shard_size=50)
+    for split in ("train", "meta", "val"):
+        make_shards(Run(cfg).path("manifest"), split, Run(cfg).shards(split), cfg.data_dir, cfg.clip_frames,
+                    cfg.frame_size, cfg.shard_size, progress=False)
+    return cfg
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The README's main job, `make reproduce`, as its Makefile recipe runs it, at the smoke profile with two seeds
     (so that every interval, verdict and reading has something to compute)."""

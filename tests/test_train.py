@@ -22,18 +22,6 @@ def _tensors(cfg, name):
     return checkpoint_tensors(Run(cfg).checkpoints(name))
 
 
-@pytest.fixture(scope="module")
-def sharded_cfg(smoke_cfg):
-    """The smoke run's train, meta and val clips also in shards (`mamc shard`), and a config that trains from them."""
-    from mamc.data.shards import make_shards
-
-    cfg = replace(smoke_cfg, data_format="shards", shard_size=50)
-    for split in ("train", "meta", "val"):
-        make_shards(Run(cfg).path("manifest"), split, Run(cfg).shards(split), cfg.data_dir, cfg.clip_frames,
-                    cfg.frame_size, cfg.shard_size, progress=False)
-    return cfg
-
-
 @pytest.mark.parametrize("data", ["cache", "shards"])
 def test_interrupted_and_resumed_run_equals_uninterrupted(smoke_cfg, request, data):
     """Also from shards, and resumed with DataLoader workers where the whole run had none."""

@@ -113,7 +113,13 @@ def within_length(cap: Captioner, cfg: Config, generate, inputs: list, rows: lis
 
 
 def check_recipe(cfg: Config) -> None:
-    """Refuse an input the engine or this machine cannot take, before any work."""
+    """Refuse an engine or an input this machine cannot run, before any work."""
+    if cfg.caption_engine == "vllm":
+        from mamc.caption.vllm_engine import vllm_available
+
+        ok, message = vllm_available()
+        if not ok:
+            raise RuntimeError(message)
     if cfg.caption_input not in ("grid", "frames"):
         raise ValueError(f"caption_input must be 'grid' or 'frames', got {cfg.caption_input!r}")
     if cfg.caption_input == "frames":

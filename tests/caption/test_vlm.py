@@ -10,7 +10,6 @@ import pytest
 import mamc.caption.jobs as jobs
 from mamc.caption.grid import grid_for_video
 from mamc.caption.jobs import caption_videos, finished_ids, output_path
-from mamc.caption.tiny import build_captioner
 from mamc.caption.vlm import clean_caption, generate_captions, load_captioner, video_backend_available
 from mamc.manifest import read_manifest
 
@@ -21,16 +20,6 @@ def private_run(smoke_cfg, tmp_path, **changes):
     for name in ("videos", "manifest.jsonl"):
         (tmp_path / "data" / name).symlink_to(smoke_cfg.data_dir / name)
     return replace(smoke_cfg, run_dir=str(tmp_path), **changes)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """An untrained tiny LLaVA saved with save_pretrained (fast; the notebook trains the real embedded one)."""
-    path = tmp_path_factory.mktemp("tiny_llava")
-    processor, model = build_captioner(["a red ball moves to the left.", "In a sentence, describe the process in the video."], 32)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
 
 
 def test_loads_through_auto_classes_and_generates_a_batch(tiny_checkpoint):
