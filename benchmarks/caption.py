@@ -1,13 +1,16 @@
 """Captioning throughput: videos/s for batched vs one-at-a-time generation, and the time split between
-decoding, keyframes + grid, preprocessing and generation.
+decoding, keyframes + grid, preprocessing and generation; then the caption job over shards (`mamc caption
+--shards`) at each of `--job-batches`: videos/s of the whole job and its overhead per shard (reading the shard's
+index, writing the sidecar and its record).
 
-    python benchmarks/caption.py [--model runs/default/captioner] [--videos 64] [--batch 16]
+    python benchmarks/caption.py [--model runs/default/captioner] [--videos 64] [--batch 16] [--job-batches 1,16]
 
 Without --model, an untrained tiny LLaVA is built (forced to generate all max_new_tokens, so lengths match).
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -28,6 +31,8 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=24)
+    parser.add_argument("--job-batches", default="1,16")
+    parser.add_argument("--shard-size", type=int, default=32)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config("default", run_dir=tmp, n_train=args.videos, n_val=1, n_test=1, n_qa=0, n_meta_per_topic=1)
@@ -62,6 +67,7 @@ def main() -> None:
                     split["preprocess"] += pre
                     split["generate"] += time.perf_counter() - t
             rates[batch] = len(grids) / (time.perf_counter() - start)
+        jobs = shard_job(cfg, cap, args)
     print(f"captioner: {cap.name}, {len(grids)} videos, {args.tokens} new tokens, {torch.get_num_threads()} threads")
     for batch, r in rates.items():
         print(f"batch {batch:3d}: {r:7.1f} videos/s (generation incl. preprocessing)")
@@ -69,6 +75,35 @@ def main() -> None:
     total = sum(split.values())
     for k, v in split.items():
         print(f"{k:18s} {v:7.2f} s  {100 * v / total:5.1f}%")
+    print(f"caption job over shards of {args.shard_size} clips (`mamc caption --shards`), max_new_tokens={args.tokens}:")
+    for batch, (rate, overhead, share) in jobs.items():
+        print(f"job batch {batch:3d}: {rate:7.1f} videos/s, overhead {overhead * 1000:6.1f} ms per shard "
+              f"({100 * share:.1f}% of the job)")
+
+
+def shard_job(cfg, cap, args) -> dict[int, tuple[float, float, float]]:
+    """The sidecar caption job over freshly written shards, once per batch size: (videos/s, overhead s per shard,
+    overhead's share of the job)."""
+    from dataclasses import replace
+
+    from mamc.caption.sidecars import caption_shards
+    from mamc.data.shards import make_shards
+    from mamc.run import Run, save_config
+
+    cfg = replace(cfg, data_format="shards", shard_size=args.shard_size, max_new_tokens=args.tokens,
+                  max_caption_tokens=0)
+    save_config(cfg)
+    make_shards(Run(cfg).path("manifest"), "train", Run(cfg).shards("train"), cfg.data_dir, cfg.clip_frames,
+                cfg.frame_size, cfg.shard_size, progress=False)
+    out = {}
+    for batch in (int(b) for b in args.job_batches.split(",")):
+        shutil.rmtree(Run(cfg).caption_shards("train"), ignore_errors=True)
+        start = time.perf_counter()
+        stats = caption_shards(replace(cfg, caption_batch_size=batch), captioner=cap, progress=False)
+        wall = time.perf_counter() - start
+        overhead = stats["seconds"]["shard overhead"]
+        out[batch] = (stats["captioned"] / wall, overhead / stats["written"], overhead / wall)
+    return out
 
 
 if __name__ == "__main__":

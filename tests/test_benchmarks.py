@@ -13,7 +13,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 @pytest.mark.parametrize("script, args, expect", [
     ("decode.py", ["--clips", "3", "--frames", "2"], "cache clips/s"),
-    ("caption.py", ["--videos", "4", "--batch", "2", "--tokens", "2"], "batched / one-at-a-time"),
+    ("caption.py", ["--videos", "4", "--batch", "2", "--tokens", "2", "--job-batches", "2", "--shard-size", "2"],
+     "ms per shard"),
+    ("ingest.py", ["--rows", "2000", "--val", "10", "--meta-per-concept", "2"], "val+meta"),
+    ("loaders.py", ["--clips", "64", "--size", "32", "--frames", "4", "--batch", "8", "--workers", "0"], "shards / cache"),
     ("retrieval_eval.py", ["--sizes", "300"], "extra peak MiB"),
     ("meta_step.py", ["--steps", "1", "--batch", "4"], "meta, exact, forward recomputed"),
     ("train_step.py", ["--profile", "smoke", "--steps", "2", "--run", "{run}"], "x this InfoNCE"),
