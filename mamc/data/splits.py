@@ -20,7 +20,6 @@ function of the data and the seed, not of the order of the annotation files' row
 """
 from __future__ import annotations
 
-import json
 import os
 from array import array
 from collections.abc import Iterable, Iterator
@@ -42,13 +41,12 @@ class _Staged:
 
     def __init__(self, rows: Iterable[dict], path: Path, seed: int):
         self.path, self.topic_names = path, {}
-        self.offset, self.video, self.topic = array("Q"), array("Q"), array("H")
+        self.video, self.topic = array("Q"), array("H")
         self.train, self.retrieval = array("b"), array("b")
         self.sample: list[tuple[int, str]] = []  # (ordinal, caption) of retrieval rows: reservoir of SAMPLE
         rng, seen = np.random.default_rng(seed), 0
         with open(path, "wb") as fh:
             for k, row in enumerate(rows):
-                self.offset.append(fh.tell())
                 fh.write((encode_row(row) + "\n").encode("utf-8"))
                 self.video.append(id_hash(row["video_id"]))
                 topic = row.get("topic")
@@ -65,33 +63,38 @@ class _Staged:
             raise ValueError(f"{len(self.topic_names)} distinct topics: more than the {NO_TOPIC - 1} a concept-balanced "
                              "meta set can hold one video of each")
 
+    def __len__(self) -> int:
+        return len(self.topic)
+
     def release(self) -> None:
         """Drop what only the choice needed; the final pass reads the rows, their split flags and topics."""
-        self.offset, self.video, self.sample = array("Q"), array("Q"), []
-
-    def captions(self, ordinals: np.ndarray) -> list[str]:
-        with open(self.path, "rb") as fh:
-            out = []
-            for k in ordinals:
-                fh.seek(self.offset[k])
-                out.append(json.loads(fh.readline())["caption"])
-            return out
+        self.video, self.sample = array("Q"), []
 
     def rows(self) -> Iterator[tuple[int, dict]]:
         for k, (_, row) in enumerate(iter_jsonl(self.path)):
             yield k, row
 
+    def captions(self, wanted: np.ndarray) -> Iterator[tuple[int, str]]:
+        """(ordinal, caption) of the rows where `wanted` is true, in one sequential pass."""
+        for k, row in self.rows():
+            if wanted[k]:
+                yield k, row["caption"]
+
 
 def _infer_topics(staged: _Staged, n_topics: int, seed: int) -> list[str]:
     """Each retrieval row's topic from a topic model fitted on the caption sample (unsupervised, so fitting on
-    test captions leaks no label); returns the topic names, indexed by the ids written into `staged.topic`."""
+    test captions leaks no label), assigned in chunks of one pass; returns the topic names, indexed by the ids
+    written into `staged.topic`."""
     model = fit_topics([c for _, c in staged.sample], n_topics, seed=seed)
     names = [f"topic {k:02d}: {' '.join(words[:3])}" for k, words in enumerate(model.top_words)]
-    retrieval = np.flatnonzero(np.frombuffer(staged.retrieval, np.int8))
-    for lo in range(0, len(retrieval), CHUNK):
-        part = retrieval[lo : lo + CHUNK]
-        for k, label in zip(part, model.assign(staged.captions(part))):
-            staged.topic[k] = int(label)
+    chunk: list[tuple[int, str]] = []
+    for item in [*staged.captions(np.frombuffer(staged.retrieval, np.int8).astype(bool)), None]:
+        if item is not None:
+            chunk.append(item)
+        if chunk and (item is None or len(chunk) == CHUNK):
+            for (k, _), label in zip(chunk, model.assign([c for _, c in chunk])):
+                staged.topic[k] = int(label)
+            chunk = []
     return names
 
 
@@ -111,26 +114,28 @@ def _group_videos(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return inverse, order, starts, np.diff(np.r_[starts, len(order)]).astype(np.int32)
 
 
-def _agreement(staged: _Staged, rows_by_video: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+def _agreement(staged: _Staged, inverse: np.ndarray, train: np.ndarray, counts: np.ndarray,
                vectorizer: TfidfVectorizer) -> tuple[np.ndarray, np.ndarray]:
     """Per video: the mean pairwise cosine similarity of its captions (nan with one caption) and the ordinal of
-    its most central caption, computed over chunks of videos."""
-    score = np.full(len(starts), np.nan)
-    central = rows_by_video[starts].copy()
-    multi = np.flatnonzero(counts > 1)
-    for lo in range(0, len(multi), max(1, CHUNK // 20)):
-        videos = multi[lo : lo + max(1, CHUNK // 20)]
-        ordinals = np.concatenate([rows_by_video[starts[v] : starts[v] + counts[v]] for v in videos])
-        x = vectorizer.transform(staged.captions(ordinals))
-        at = 0
-        for v in videos:
-            block = x[at : at + counts[v]]
-            sim = (block @ block.T).toarray()
-            np.fill_diagonal(sim, np.nan)
-            centrality = np.nanmean(sim, axis=1)
-            score[v] = float(np.nanmean(sim))
-            central[v] = ordinals[at + int(np.argmax(centrality))]
-            at += counts[v]
+    its most central caption (its first row's when it has one), from one pass that keeps the captions of the
+    videos with several. Those are the small datasets (MSR-VTT: 20 a video); web-scale ones have one a clip."""
+    score = np.full(len(counts), np.nan)
+    central = np.full(len(counts), -1, np.int64)
+    video_of = np.full(len(staged), -1, np.int32)
+    video_of[train] = inverse
+    grouped: dict[int, list[tuple[int, str]]] = {}
+    for k, caption in staged.captions(video_of >= 0):
+        v = int(video_of[k])
+        if central[v] < 0:
+            central[v] = k
+        if counts[v] > 1:
+            grouped.setdefault(v, []).append((k, caption))
+    for v, members in grouped.items():
+        x = vectorizer.transform([c for _, c in members])
+        sim = (x @ x.T).toarray()
+        np.fill_diagonal(sim, np.nan)
+        score[v] = float(np.nanmean(sim))
+        central[v] = members[int(np.argmax(np.nanmean(sim, axis=1)))][0]
     return score, central
 
 
@@ -145,7 +150,7 @@ def carve_splits(rows: Iterable[dict], workdir: str | Path, n_val: int, meta_per
         staged = _Staged(rows, path, seed)
         names, inferred = list(staged.topic_names), None
         topic = np.frombuffer(staged.topic, np.uint16)
-        train = np.flatnonzero(np.frombuffer(staged.train, np.int8))
+        train = np.flatnonzero(np.frombuffer(staged.train, np.int8)).astype(np.int32)
         if not len(train) or (topic[train] == NO_TOPIC).all():
             if len(staged.sample) < 2:
                 raise ValueError(f"{len(staged.sample)} retrieval caption(s): too few to infer topics from")
@@ -153,18 +158,19 @@ def carve_splits(rows: Iterable[dict], workdir: str | Path, n_val: int, meta_per
             topic = np.frombuffer(staged.topic, np.uint16)
         hashes = np.frombuffer(staged.video, np.uint64)
         inverse, rows_by_video, starts, counts = _group_videos(hashes if len(train) == len(hashes) else hashes[train])
-        rows_by_video = train[rows_by_video]
-        first = rows_by_video[starts]
+        first = train[rows_by_video[starts]]
+        del rows_by_video, hashes
+        staged.video = array("Q")
         if len(starts) < n_val + 1:
             raise ValueError(f"{len(starts)} training videos cannot give a val split of {n_val} and leave any to train")
         multi = bool((counts > 1).any())
         if multi and meta_per_concept:
             train_sample = [c for k, c in staged.sample if staged.train[k]]
             vectorizer = TfidfVectorizer(min_df=1).fit(train_sample or [""])
-            score, central = _agreement(staged, rows_by_video, starts, counts, vectorizer)
+            score, central = _agreement(staged, inverse, train, counts, vectorizer)
         else:
-            score, central = np.full(len(starts), np.nan), first
-        del rows_by_video
+            score, central = None, first
+        staged.release()
         rng = np.random.default_rng(seed)
         concept = topic[first]
         label = lambda t: "none" if t == NO_TOPIC else names[t]
@@ -183,10 +189,10 @@ def carve_splits(rows: Iterable[dict], workdir: str | Path, n_val: int, meta_per
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    video_of = np.full(len(staged.offset), -1, np.int32)
+    video_of = np.full(len(staged), -1, np.int32)
     video_of[train] = inverse
+    del inverse
     keep = set(central[meta].tolist())
-    staged.release()
     summary = {"val_videos": int(val.sum()), "meta_videos": int(meta.sum()), "concepts": len(set(concept.tolist())),
                "meta_per_concept": meta_per_concept, "seed": seed,
                "meta_other_captions_dropped": int(counts[meta].sum() - meta.sum()), "topics_inferred": inferred is not None,
