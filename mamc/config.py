@@ -197,7 +197,7 @@ _PROFILES: dict[str, dict[str, Any]] = {
         dataset="MSR-VTT", qa_dataset="MSRVTT-QA", video_backbone="openai/clip-vit-base-patch32",
         text_model="openai/clip-vit-base-patch32",
         freeze_text=False, frames=12, frame_size=224, patch_size=32, embed_dim=512, steps=20000, batch_size=128,
-        lr=1e-5, warmup_steps=1000, ckpt_every=1000, eval_every=1000, num_workers=8,
+        lr=1e-5, warmup_steps=1000, ckpt_every=1000, eval_every=1000, num_workers=8, shard_streams=8,
         # At τ = 0.01 the margin adds ≈ m·sin θ/τ logits to each positive: m = 0.1 adds 10 and collapses training
         # (benchmarks/margin_temperature.py, docs/PAPER_RUN.md §8); 0.01 adds one, as m = 0.05 does at τ = 0.05.
         margin=0.01, margin_sweep=(0.0, 0.005, 0.01, 0.02),

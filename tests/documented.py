@@ -28,7 +28,7 @@ def make_recipe(target: str, **variables: str) -> str:
 
 
 # Commands of the CLI that take `--param`; the shims add size-only settings to these.
-PARAM_COMMANDS = ("reproduce", "synth", "frames", "caption", "train", "evaluate")
+PARAM_COMMANDS = ("reproduce", "synth", "frames", "shard", "caption", "train", "evaluate")
 
 
 def shrunk(args: list[str], shrink: dict) -> list[str]:

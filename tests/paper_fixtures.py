@@ -152,6 +152,22 @@ def tiny_llava(out: Path, texts: list[str]) -> str:
     return str(out)
 
 
+def webvid(root: Path, clips: list[tuple[str, str]]) -> str:
+    """WebVid's csv (videoid, contentUrl, duration, page_dir, name) for every clip, each video at
+    `root/videos/<page_dir>/<videoid>.mp4`, and one row more whose video was never downloaded."""
+    root.mkdir(parents=True)
+    with open(root / "results_10M_train.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["videoid", "contentUrl", "duration", "page_dir", "name"])
+        for i, (stem, source) in enumerate(clips + [("never downloaded", clips[0][1])]):
+            page = f"{i // 20:06d}"
+            if i < len(clips):
+                (root / "videos" / page).mkdir(parents=True, exist_ok=True)
+                (root / "videos" / page / f"{1000 + i}.mp4").symlink_to(root.parent / "clips" / f"{stem}.mp4")
+            w.writerow([1000 + i, f"https://example.org/{1000 + i}.mp4", "PT00H00M05S", page, SCENES[source][1][i % 4]])
+    return str(root / "results_10M_train.csv")
+
+
 def build(root: Path, n_test: int = 6) -> dict:
     """Everything under `root`; returns the paths a user would type."""
     from mamc.config import CAPTION_RECIPES
@@ -160,7 +176,7 @@ def build(root: Path, n_test: int = 6) -> dict:
     words = [c for _, captions in SCENES.values() for c in captions] + [q for q, _ in QUESTIONS.values()]
     return {
         "msrvtt": msrvtt(root / "msrvtt", clips, n_test), "msrvtt_qa": msrvtt_qa(root / "msrvtt-qa", clips, n_test),
-        "didemo": didemo(root / "didemo", clips, n_test), "clip": random_clip(root / "clip", vit_b32_shape=False),
+        "didemo": didemo(root / "didemo", clips, n_test), "webvid": webvid(root / "webvid", clips), "clip": random_clip(root / "clip", vit_b32_shape=False),
         "llava": tiny_llava(root / "llava", words + [r["prompt"] for r in CAPTION_RECIPES.values()]),
         "clips": len(clips),
     }

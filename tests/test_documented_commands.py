@@ -10,6 +10,7 @@ clips, random CLIP and LLaVA checkpoints of the same format). What the test chan
 A documented line that no scenario here runs fails `test_every_documented_command_line_runs_in_a_test`, unless
 `ELSEWHERE` names the test that runs it or `NOT_RUN` says why it cannot run on this machine.
 """
+import csv
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ PAPER = ("mamc ingest msrvtt ", "mamc frames --run runs/paper", "torchrun --npro
          "--run runs/paper --method mama", "mamc reproduce --profile paper --out runs/paper", "mamc ingest didemo ",
          "mamc evaluate --run runs/paper --compare runs/didemo")
 GPU_CHECK = ("mamc gpu-check ",)
+WEB = ("mamc ingest webvid ",)
 ELSEWHERE = {"make reproduce": "tests/conftest.py::smoke_run runs the target's recipe at the smoke profile",
              "make study": "tests/test_reproduce.py::test_make_study_extends_a_run_and_draws_the_captioner_again runs "
                            "the target at the smoke profile"}
@@ -40,6 +42,14 @@ NOT_RUN = {
     "srun --ntasks-per-node 4 --gpus-per-task 1 python -m mamc train --run runs/paper --method ablation": "no Slurm "
     "here; tests/test_distributed.py::test_srun_tasks_without_torchrun_are_ranks starts two processes with the "
     "variables srun sets",
+    "srun --ntasks 64 python -m mamc shard --run runs/webvid": "no Slurm here; tests/data/test_shards.py::"
+    "test_mamc_shard_killed_by_sigkill_resumes_under_two_ranks runs it as two tasks with the variables srun sets",
+    "srun --nodes 4 --ntasks-per-node 8 --gpus-per-task 1 python -m mamc caption --run runs/webvid --shards": "no Slurm "
+    "here; the same ranks under torchrun: tests/caption/test_sidecars.py::"
+    "test_torchrun_two_ranks_killed_and_resumed_caption_every_video_once",
+    "srun --nodes 4 --ntasks-per-node 8 --gpus-per-task 1 python -m mamc train --run runs/webvid --method mama": "no "
+    "Slurm here; srun ranks: tests/test_distributed.py::test_srun_tasks_without_torchrun_are_ranks, the same training "
+    "under torchrun: the WebVid scenario here",
     "huggingface-cli download openai/clip-vit-base-patch32": "a download from the hub (no network here); the "
     "scenarios use a random CLIP saved in the same format",
     "huggingface-cli download llava-hf/llava-1.5-7b-hf": "a download from the hub (no network here); the scenarios "
@@ -61,7 +71,7 @@ def block(first: str) -> list[str]:
 
 
 def test_every_documented_command_line_runs_in_a_test():
-    covered = {line for first in PAPER + GPU_CHECK for line in block(first)}
+    covered = {line for first in PAPER + GPU_CHECK + WEB for line in block(first)}
     lines = [line for doc in DOCS for b in fenced_blocks(doc) for line in b]
     untested = [line for line in lines if line not in covered | set(ELSEWHERE) | set(NOT_RUN)]
     assert not untested, f"documented command lines that no test runs: {untested}"
@@ -80,7 +90,7 @@ def shrink(files: dict) -> dict:
     sizes = dict(video_backbone=files["clip"], text_model=files["clip"], captioner=files["llava"], frames=4, frame_size=32,
                  embed_dim=32, steps=4, batch_size=8, meta_batch_size=8, warmup_steps=1, ckpt_every=2, eval_every=2,
                  num_workers=2, seeds=0, margin_sweep="0.0,0.1", meta_lr_sweep="1e-5", grid_cell=32, max_new_tokens=6,
-                 qa_steps=2, caption_batch_size=8, meta_hidden=16)
+                 qa_steps=2, caption_batch_size=8, meta_hidden=16, shard_size=8)
     return {"params": [f"{k}={v}" for k, v in sizes.items()], "ingest": {"--val": "4", "--meta-per-concept": "2"},
             "gpu-check": ["--tiny", "--parts", "1,2,3,4"], "device": os.environ.get("MAMC_TEST_DEVICE")}
 
@@ -92,10 +102,12 @@ class Lab:
         self.root, self.files = root, files
         self.cwd = root / "annotations"
         self.cwd.mkdir(parents=True)
-        for path in [files["msrvtt"][k] for k in ("data", "train", "test")] + files["msrvtt_qa"] + files["didemo"]:
+        for path in ([files["msrvtt"][k] for k in ("data", "train", "test")] + files["msrvtt_qa"] + files["didemo"]
+                     + [files["webvid"]]):
             (self.cwd / Path(path).name).symlink_to(path)
         for link, target in ((root / "data/MSRVTT/videos/all", Path(files["msrvtt"]["data"]).parent.parent / "videos/all"),
-                             (root / "data/DiDeMo/videos", Path(files["didemo"][0]).parent / "videos")):
+                             (root / "data/DiDeMo/videos", Path(files["didemo"][0]).parent / "videos"),
+                             (root / "data/WebVid/videos", Path(files["webvid"]).parent / "videos")):
             link.parent.mkdir(parents=True)
             link.symlink_to(target)
         shims = write_shims(root / "bin")
@@ -162,6 +174,30 @@ def test_paper_path_shards_torchrun_notebooks_then_didemo_and_the_comparison(fil
     side = (run / "tables" / "paper_side_by_side.csv").read_text()
     kit = {line.split(",")[0]: line.rsplit(",", 1)[1] for line in side.splitlines()[1:]}
     assert kit["MSR-VTT"] and kit["MSRVTT-QA"] and kit["DiDeMo"]  # the compared folder fills its row
+
+
+@pytest.mark.slow
+def test_webvid_streamed_sharded_captioned_in_sidecars_and_trained_from_shards_on_two_ranks(files, tmp_path):
+    """"Beyond one machine" as a lab runs it: WebVid's csv ingested with val/meta carved, shards written by a first
+    range then the rest, the dead link recorded in its shard's record, captions in sidecar shards (each video once)
+    by two ranks, and MAMA trained from the shards by two ranks with the VLM captions joined by key."""
+    lab = Lab(tmp_path, files)
+    lab.run(*WEB)
+    run = lab.path("runs/webvid")
+    rows = read_manifest(run / "data" / "manifest.jsonl")
+    assert {r["split"] for r in rows} == {"train", "val", "meta"} and all(r["topic"].startswith("topic ") for r in rows)
+    shards = next((run / "shards").glob("frames_*")) / "train"
+    records = [json.loads(p.read_text()) for p in sorted(shards.glob("0*.json"))]
+    assert len(records) > 2 and sum(r["clips"] for r in records) == sum(r["split"] == "train" for r in rows)
+    assert [f["video_id"] for r in records for f in r["failures"]] == [str(1000 + files["clips"])]  # never downloaded
+    sidecars = run / "data" / "caption_shards" / "train"
+    captioned = [json.loads(p.read_text()) for p in sorted(sidecars.glob("0*.json"))]
+    assert [c["clips"] for c in captioned] == [r["samples"] for r in records]
+    assert sum(c["samples"] + len(c["failures"]) for c in captioned) == sum(r["samples"] for r in records)
+    summaries = [json.loads(p.read_text()) for p in (run / "logs").glob("*/summary.json")]
+    assert {s["method"] for s in summaries} == {"mama"} and all(s["completed"] and s["world_size"] == RANKS for s in summaries)
+    sources = {r["source"] for p in (run / "logs").glob("*/samples.csv") for r in csv.DictReader(p.open())}
+    assert {"original", "vlm"} <= sources
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
 """Decoded clips in WebDataset tar shards: the data path past one machine (the frame cache stays the small one).
 
 A split's distinct clips, in the manifest's order of first appearance, are numbered; clip n is sample key
-`f"{n:09d}"` in shard n // shard_size (video2dataset's convention: keys without dots, sidecars join on them).
+`f"{n:09d}"` (video2dataset's convention: keys without dots, sidecars join on them) in shard n // shard_size, the
+last shard taking the remainder (between shard_size and 2·shard_size − 1 clips: no shard is tiny, which would
+starve a stream dealt it alone).
 Each sample holds `<key>.frames.npy` (uint8 [clip_frames, frame_size, frame_size, 3], exactly what the frame
 cache would hold) and `<key>.json` (id, captions, split, topic, source, video, window). Beside each shard, its
 record `<shard>.json` says how many samples it holds and which clips failed to decode, and why; the record is
@@ -54,9 +56,19 @@ def clip_order(manifest: str | Path, split: str) -> np.ndarray:
     return unique[np.argsort(first)]
 
 
+def shard_count(n_clips: int, shard_size: int) -> int:
+    return max(1, n_clips // shard_size)
+
+
+def shard_of(n: int, n_clips: int, shard_size: int) -> int:
+    return min(n // shard_size, shard_count(n_clips, shard_size) - 1)
+
+
 def clips_of(manifest: str | Path, split: str, order: np.ndarray, shards: list[int], shard_size: int) -> dict[int, dict]:
     """The samples' json of the clips in `shards` (ordinal → record), with every caption the manifest gives them."""
-    wanted = {int(order[n]): n for s in shards for n in range(s * shard_size, min((s + 1) * shard_size, len(order)))}
+    last = shard_count(len(order), shard_size) - 1
+    wanted = {int(order[n]): n for s in shards
+              for n in range(s * shard_size, len(order) if s == last else (s + 1) * shard_size)}
     clips: dict[int, dict] = {}
     for _, row in iter_jsonl(manifest):
         if row.get("split") != split:
@@ -145,7 +157,7 @@ def make_shards(manifest: str | Path, split: str, folder: str | Path, data_root:
     folder, data_root = Path(folder), Path(data_root)
     folder.mkdir(parents=True, exist_ok=True)
     order = clip_order(manifest, split)
-    n_shards = -(-len(order) // shard_size)
+    n_shards = shard_count(len(order), shard_size)
     todo = [i for i in range(n_shards)[shards] if not finished(folder, i)]
     counts = {"split": split, "clips": len(order), "shards": n_shards, "written": 0, "samples": 0, "failed": 0}
     with tqdm(total=len(todo), desc=f"shards {split}", disable=not progress, unit="shard") as bar:
@@ -153,7 +165,7 @@ def make_shards(manifest: str | Path, split: str, folder: str | Path, data_root:
             part = todo[lo : lo + SHARDS_PER_PASS]
             clips = clips_of(manifest, split, order, part, shard_size)
             for index in part:
-                mine = {n: c for n, c in clips.items() if n // shard_size == index}
+                mine = {n: c for n, c in clips.items() if shard_of(n, len(order), shard_size) == index}
                 record = write_shard(folder, index, mine, data_root, n_frames, size)
                 counts["written"] += 1
                 counts["samples"] += record["samples"]
