@@ -90,7 +90,7 @@ def shrink(files: dict) -> dict:
     sizes = dict(video_backbone=files["clip"], text_model=files["clip"], captioner=files["llava"], frames=4, frame_size=32,
                  embed_dim=32, steps=4, batch_size=8, meta_batch_size=8, warmup_steps=1, ckpt_every=2, eval_every=2,
                  num_workers=2, seeds=0, margin_sweep="0.0,0.1", meta_lr_sweep="1e-5", grid_cell=32, max_new_tokens=6,
-                 qa_steps=2, caption_batch_size=8, meta_hidden=16, shard_size=8)
+                 qa_steps=2, caption_batch_size=8, meta_hidden=16, shard_size=4)
     return {"params": [f"{k}={v}" for k, v in sizes.items()], "ingest": {"--val": "4", "--meta-per-concept": "2"},
             "gpu-check": ["--tiny", "--parts", "1,2,3,4"], "device": os.environ.get("MAMC_TEST_DEVICE")}
 
@@ -195,7 +195,8 @@ def test_webvid_streamed_sharded_captioned_in_sidecars_and_trained_from_shards_o
     assert [c["clips"] for c in captioned] == [r["samples"] for r in records]
     assert sum(c["samples"] + len(c["failures"]) for c in captioned) == sum(r["samples"] for r in records)
     summaries = [json.loads(p.read_text()) for p in (run / "logs").glob("*/summary.json")]
-    assert {s["method"] for s in summaries} == {"mama"} and all(s["completed"] and s["world_size"] == RANKS for s in summaries)
+    assert {s["method"] for s in summaries} == {"margin", "meta", "mama"}  # mama's knobs tuned first, as --help says
+    assert all(s["completed"] and s["world_size"] == RANKS for s in summaries)
     sources = {r["source"] for p in (run / "logs").glob("*/samples.csv") for r in csv.DictReader(p.open())}
     assert {"original", "vlm"} <= sources
 
