@@ -174,7 +174,12 @@ def caption_rows(cap: Captioner, cfg: Config, rows: list[dict], seconds: dict[st
 
 
 def load_for(cfg: Config, model: str | None) -> Captioner:
-    return load_captioner(captioner_name(cfg, model), resolve_device(cfg.device), cfg.dtype, engine=cfg.caption_engine)
+    """The captioner of a caption job, in the configured engine."""
+    if cfg.caption_engine == "vllm":
+        from mamc.caption.vllm_engine import load_vllm_captioner
+
+        return load_vllm_captioner(captioner_name(cfg, model), cfg.dtype)
+    return load_captioner(captioner_name(cfg, model), resolve_device(cfg.device), cfg.dtype)
 
 
 @locked("mamc caption")

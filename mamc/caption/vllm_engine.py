@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from mamc.caption.vlm import chat_prompt, clean_caption
+
 
 @dataclass
 class VllmCaptioner:
@@ -24,6 +26,16 @@ class VllmCaptioner:
     name: str
     revision: str | None
     engine: str = "vllm"
+
+    def generate(self, images: list[Image.Image], prompt: str, temperature: float, max_new_tokens: int,
+                 seeds: Sequence[int]) -> list[str]:
+        """One caption per image, each request seeded with its video's seed."""
+        from vllm import SamplingParams
+
+        text = chat_prompt(self.processor, prompt)
+        requests = [{"prompt": text, "multi_modal_data": {"image": image}} for image in images]
+        params = [SamplingParams(temperature=temperature, max_tokens=max_new_tokens, seed=seed) for seed in seeds]
+        return [clean_caption(out.outputs[0].text) for out in self.llm.generate(requests, params, use_tqdm=False)]
 
 
 def vllm_available() -> tuple[bool, str]:
@@ -50,16 +62,3 @@ def load_vllm_captioner(name: str, dtype: str = "auto", revision: str | None = N
     llm = LLM(model=name, revision=revision, dtype="bfloat16" if dtype == "auto" else dtype,
               trust_remote_code=trust_remote_code, limit_mm_per_prompt={"image": 1})
     return VllmCaptioner(processor, llm, name, revision)
-
-
-def vllm_generate(cap: VllmCaptioner, images: list[Image.Image], prompt: str, temperature: float, max_new_tokens: int,
-                  seeds: Sequence[int]) -> list[str]:
-    """One caption per image, each request seeded with its video's seed."""
-    from vllm import SamplingParams
-
-    from mamc.caption.vlm import chat_prompt, clean_caption
-
-    text = chat_prompt(cap.processor, prompt)
-    requests = [{"prompt": text, "multi_modal_data": {"image": image}} for image in images]
-    params = [SamplingParams(temperature=temperature, max_tokens=max_new_tokens, seed=seed) for seed in seeds]
-    return [clean_caption(out.outputs[0].text) for out in cap.llm.generate(requests, params, use_tqdm=False)]

@@ -40,13 +40,8 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
 
 
 def load_captioner(name: str, device: torch.device | str = "cpu", dtype: str = "auto",
-                   trust_remote_code: bool = False, revision: str | None = None, engine: str = "transformers"):
-    """Processor and model of a LLaVA-family checkpoint, padding on the left for batched generation; with
-    engine="vllm", the same checkpoint in vLLM (`mamc.caption.vllm_engine`)."""
-    if engine == "vllm":
-        from mamc.caption.vllm_engine import load_vllm_captioner
-
-        return load_vllm_captioner(name, dtype, revision, trust_remote_code)
+                   trust_remote_code: bool = False, revision: str | None = None) -> Captioner:
+    """Processor and model of a LLaVA-family checkpoint, padding on the left for batched generation."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     device = torch.device(device)
@@ -134,12 +129,11 @@ def generate_captions(cap: Captioner, images: list[Image.Image], prompt: str, te
                       max_new_tokens: int = 64, seed: int | Sequence[int] = 0, inputs=None) -> list[str]:
     """One caption per image; sampling with `temperature` (greedy when 0). `seed` is one seed per image (see
     `video_seed`), or an int for ad-hoc use (image i gets seed + i). `inputs` may come from `prepare_inputs`
-    (to time preprocessing apart). A vLLM captioner generates with vLLM (same prompt, template and cleaning)."""
-    if cap.engine == "vllm":
-        from mamc.caption.vllm_engine import vllm_generate
-
-        return vllm_generate(cap, images, prompt, temperature, max_new_tokens,
-                             [seed + i for i in range(len(images))] if isinstance(seed, int) else seed)
+    (to time preprocessing apart). Another engine's captioner (`mamc.caption.vllm_engine`) generates itself,
+    with the same prompt, template and cleaning."""
+    if cap.engine != "transformers":
+        return cap.generate(images, prompt, temperature, max_new_tokens,
+                            [seed + i for i in range(len(images))] if isinstance(seed, int) else list(seed))
     inputs = inputs if inputs is not None else prepare_inputs(cap, images, prompt)
     return _generate(cap, inputs, temperature, max_new_tokens, seed)
 

@@ -100,13 +100,13 @@ def test_a_kill_at_the_worst_instant_then_a_resume_leaves_every_video_captioned_
 
 
 def test_the_vllm_engine_says_in_one_line_why_it_cannot_run_here(cfg, tiny_checkpoint):
-    from mamc.caption.vllm_engine import vllm_available
+    from mamc.caption.vllm_engine import load_vllm_captioner, vllm_available
 
     ok, message = vllm_available()
     if ok:
         pytest.skip("vLLM and a GPU are here")
     with pytest.raises(RuntimeError) as err:
-        load_captioner(str(tiny_checkpoint), engine="vllm")
+        load_vllm_captioner(str(tiny_checkpoint))
     assert str(err.value) == message and "\n" not in message and "caption_engine=transformers" in message
     done = subprocess.run([sys.executable, "-m", "mamc", "caption", "--run", str(cfg.run_path), "--shards", "--model",
                            str(tiny_checkpoint), "--profile", "smoke", "--param", "caption_engine=vllm"],
