@@ -6,7 +6,9 @@ published shape (nothing is downloaded):
    memory runs out: peak memory and time of InfoNCE, the exact meta step and the `head` meta step;
 2. the loss and its gradient under autocast against float32 at τ = 0.01 for m = 0.005, 0.01, 0.02;
 3. torchrun through the CLI at world size 1 (NCCL on a GPU): a meta-weighted smoke run;
-4. caption throughput of a LLaVA-1.5-7B-shaped model in bfloat16, videos/s at a few batch sizes;
+4. caption throughput of a LLaVA-1.5-7B-shaped model in bfloat16, videos/s at a few batch sizes, with the
+   transformers engine and, where vLLM is installed, the vLLM engine (the same model saved and loaded by vLLM),
+   and on a tiny saved LLaVA how many greedy captions the two engines agree on;
 5. the paper dry run (`tests/test_documented_commands.py -k paper`) on the device.
 
 `--tiny` runs the same code at tiny shapes: the test suite does, on the CPU, so that the check never rots before
@@ -230,6 +232,44 @@ def caption_throughput(device: torch.device, shape: dict, batches: list[int], ce
     return rows
 
 
+def vllm_caption_throughput(out: Path, device: torch.device, shape: dict, batches: list[int], cell: int,
+                            max_new_tokens: int, repeats: int = 2) -> dict:
+    """Part 4 with the vLLM engine, or the one line saying why it cannot run here. The model of `shape` is saved
+    (random weights, bfloat16) and loaded by vLLM, which takes `gpu_memory` of the GPU; a tiny LLaVA first, to
+    count the greedy captions on which both engines agree."""
+    from mamc.caption.vllm_engine import load_vllm_captioner, vllm_available
+
+    ok, message = vllm_available()
+    if not ok:
+        return {"available": False, "reason": message}
+    rng = np.random.default_rng(0)
+    grids = [video_grid(rng.integers(0, 256, (12, cell, cell, 3), dtype=np.uint8), 3, 4) for _ in range(max(batches))]
+    tiny = random_captioner(device, TINY_LLAVA)
+    tiny_path = out / "models" / "llava_tiny"
+    tiny.model.save_pretrained(tiny_path)
+    tiny.processor.save_pretrained(tiny_path)
+    small = [video_grid(rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8), 3, 4) for _ in range(8)]
+    seeds = list(range(len(small)))
+    reference = generate_captions(tiny, small, PROMPT, 0.0, 8, seed=seeds)
+    vllm_tiny = load_vllm_captioner(str(tiny_path), "bfloat16", gpu_memory=0.2)
+    agree = sum(a == b for a, b in zip(reference, generate_captions(vllm_tiny, small, PROMPT, 0.0, 8, seed=seeds)))
+    del tiny, vllm_tiny
+    torch.cuda.empty_cache()
+    model = random_captioner(device, shape)
+    path = out / "models" / "llava_random"
+    model.model.save_pretrained(path)
+    model.processor.save_pretrained(path)
+    del model
+    torch.cuda.empty_cache()
+    cap = load_vllm_captioner(str(path), "bfloat16", gpu_memory=0.6)
+    rows = []
+    for batch in batches:
+        seconds = _timed(lambda images=grids[:batch], seeds=list(range(batch)): generate_captions(
+            cap, images, PROMPT, 0.2, max_new_tokens, seed=seeds), device, repeats)
+        rows.append({"batch": batch, "videos_per_s": batch / seconds, "seconds_per_batch": seconds})
+    return {"available": True, "greedy_agreement": f"{agree} of {len(small)}", "rows": rows}
+
+
 def _ranks(device: torch.device) -> int:
     """How many torchrun processes the documented lines get here: one per GPU (the tests' two on the CPU)."""
     return max(1, min(2, torch.cuda.device_count())) if device.type == "cuda" else 2
@@ -285,6 +325,16 @@ def report(results: dict) -> str:
                   f"{r['videos_per_s']:.2f} | {r['seconds_per_batch']:.2f} | {num(r['peak_gib'], '.1f')} |")
                   for r in results["caption"]]
         lines.append("")
+    if "caption_vllm" in results:
+        r = results["caption_vllm"]
+        lines += ["### The vLLM engine", ""]
+        if not r["available"]:
+            lines += [f"not measured: {r['reason']}", ""]
+        else:
+            lines += [f"greedy captions agreeing with transformers' on a tiny LLaVA: {r['greedy_agreement']}", "",
+                      "| batch | videos/s | s/batch |", "|---|---|---|"]
+            lines += [f"| {x['batch']} | {x['videos_per_s']:.2f} | {x['seconds_per_batch']:.2f} |" for x in r["rows"]]
+            lines.append("")
     if "dry_run" in results:
         r = results["dry_run"]
         lines += ["## 5. The paper dry run on the device", "", f"exit code {r['returncode']}, {r['seconds']:.0f} s.", ""]
@@ -312,9 +362,10 @@ def gpu_check(out: str | Path, tiny: bool = False, batches: list[int] | None = N
     if 3 in parts:
         results["torchrun"] = nccl_through_cli(out, target)
     if 4 in parts:
-        results["caption"] = caption_throughput(target, TINY_LLAVA if tiny else LLAVA_15_7B,
-                                                caption_batches or ([1, 2] if tiny else [1, 4, 16]),
-                                                16 if tiny else 336, 4 if tiny else 64)
+        shape, sizes = TINY_LLAVA if tiny else LLAVA_15_7B, caption_batches or ([1, 2] if tiny else [1, 4, 16])
+        results["caption"] = caption_throughput(target, shape, sizes, 16 if tiny else 336, 4 if tiny else 64)
+        results["caption_vllm"] = vllm_caption_throughput(out, target, shape, sizes, 16 if tiny else 336,
+                                                          4 if tiny else 64)
     if 5 in parts:
         results["dry_run"] = dry_run_on(target)
     results["wall_s"] = time.perf_counter() - start

@@ -216,5 +216,7 @@ def test_gpu_check_runs_at_tiny_shapes_on_the_cpu(files, tmp_path):
     assert torchrun["returncode"] == 0 and torchrun["summary"]["backend"] == "gloo"
     assert torchrun["summary"]["world_size"] == 1 and torchrun["summary"]["last_step"] > 0
     assert [r["batch"] for r in results["caption"]] == [1, 2] and all(r["videos_per_s"] > 0 for r in results["caption"])
+    assert results["caption_vllm"] == {"available": False, "reason": results["caption_vllm"]["reason"]}  # no vLLM here
     report = (out / "gpu_check.md").read_text()
     assert "## 1. Training step" in report and "## 4. Caption throughput" in report and "exit code 0" in report
+    assert f"### The vLLM engine\n\nnot measured: {results['caption_vllm']['reason']}" in report

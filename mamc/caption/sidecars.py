@@ -16,8 +16,7 @@ import time
 from mamc.caption.jobs import caption_rows, check_recipe, load_for
 from mamc.caption.vlm import Captioner
 from mamc.config import Config
-from mamc.data.shards import finished, shard_clips, write_sizes, write_tar
-from mamc.data.stream import read_sizes
+from mamc.data.shards import finished, read_sizes, shard_clips, write_sizes, write_tar
 from mamc.lock import locked
 from mamc.progress import tqdm
 from mamc.run import Run

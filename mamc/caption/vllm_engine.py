@@ -50,8 +50,9 @@ def vllm_available() -> tuple[bool, str]:
     return True, "vllm available"
 
 
-def load_vllm_captioner(name: str, dtype: str = "auto", revision: str | None = None,
-                        trust_remote_code: bool = False) -> VllmCaptioner:
+def load_vllm_captioner(name: str, dtype: str = "auto", revision: str | None = None, trust_remote_code: bool = False,
+                        gpu_memory: float = 0.9) -> VllmCaptioner:
+    """A LLaVA-family checkpoint in vLLM, taking `gpu_memory` of the GPU (vLLM's gpu_memory_utilization)."""
     ok, message = vllm_available()
     if not ok:
         raise RuntimeError(message)
@@ -60,5 +61,5 @@ def load_vllm_captioner(name: str, dtype: str = "auto", revision: str | None = N
 
     processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code, revision=revision)
     llm = LLM(model=name, revision=revision, dtype="bfloat16" if dtype == "auto" else dtype,
-              trust_remote_code=trust_remote_code, limit_mm_per_prompt={"image": 1})
+              trust_remote_code=trust_remote_code, limit_mm_per_prompt={"image": 1}, gpu_memory_utilization=gpu_memory)
     return VllmCaptioner(processor, llm, name, revision)

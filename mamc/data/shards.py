@@ -141,6 +141,13 @@ def finished(folder: Path, index: int) -> bool:
     return record_path(folder, index).exists() and (folder / shard_name(index)).exists()
 
 
+def read_sizes(folder: str | Path) -> dict[str, int]:
+    path = Path(folder) / "sizes.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: `mamc shard` has not finished every shard of {Path(folder).name!r}")
+    return json.loads(path.read_text())
+
+
 def write_sizes(folder: Path, n_shards: int) -> dict[str, int] | None:
     """`sizes.json` once every shard of the split is finished; None while some are not."""
     if not all(finished(folder, i) for i in range(n_shards)):

@@ -87,14 +87,18 @@ def _infer_topics(staged: _Staged, n_topics: int, seed: int) -> list[str]:
     written into `staged.topic`."""
     model = fit_topics([c for _, c in staged.sample], n_topics, seed=seed)
     names = [f"topic {k:02d}: {' '.join(words[:3])}" for k, words in enumerate(model.top_words)]
+    def assign(chunk: list[tuple[int, str]]) -> None:
+        for (k, _), label in zip(chunk, model.assign([c for _, c in chunk])):
+            staged.topic[k] = int(label)
+
     chunk: list[tuple[int, str]] = []
-    for item in [*staged.captions(np.frombuffer(staged.retrieval, np.int8).astype(bool)), None]:
-        if item is not None:
-            chunk.append(item)
-        if chunk and (item is None or len(chunk) == CHUNK):
-            for (k, _), label in zip(chunk, model.assign([c for _, c in chunk])):
-                staged.topic[k] = int(label)
+    for item in staged.captions(np.frombuffer(staged.retrieval, np.int8).astype(bool)):
+        chunk.append(item)
+        if len(chunk) == CHUNK:
+            assign(chunk)
             chunk = []
+    if chunk:
+        assign(chunk)
     return names
 
 

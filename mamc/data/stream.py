@@ -32,13 +32,7 @@ import torch
 import webdataset as wds
 
 from mamc.data.loaders import sample_frames, whole_batch
-
-
-def read_sizes(folder: str | Path) -> dict[str, int]:
-    path = Path(folder) / "sizes.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: `mamc shard` has not finished every shard of {Path(folder).name!r}")
-    return json.loads(path.read_text())
+from mamc.data.shards import read_sizes
 
 
 def slot_shards(names: list[str], slots: int, seed: int, epoch: int) -> list[list[str]]:

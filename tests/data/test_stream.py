@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from mamc.data.shards import make_shards
-from mamc.data.stream import ShardStream, least_per_slot, read_sizes, slot_shards, stream_loader
+from mamc.data.shards import make_shards, read_sizes
+from mamc.data.stream import ShardStream, least_per_slot, slot_shards, stream_loader
 from mamc.distributed import on_ranks
 from mamc.run import Run
 
