@@ -54,7 +54,7 @@ def cmd_ingest(args) -> int:
 
     done = ingest(args.dataset, args.annotations, args.out, split=args.split, videos=args.videos, extra=args.extra,
                   val=args.val, meta_per_concept=args.meta_per_concept, seed=args.seed)
-    print(f"{done['rows']} rows {done['splits']} → {args.out} ({done['seconds']:.1f} s)")
+    print(f"{done['rows']} rows {done['splits']} → {args.out} ({done['seconds']:.2f} s)")
     return 0
 
 
