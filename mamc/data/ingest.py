@@ -274,7 +274,7 @@ def ingest(dataset: str, files: list[str], out: str | Path, split: str | None = 
     with the other task's rows already there, see `merged`). With `val` or `meta_per_concept`, those splits are
     carved out of the training rows (`mamc.data.splits`). Returns the row count per split, the carving's summary
     and the wall time."""
-    out, start = Path(out), time.time()
+    out, start = Path(out), time.perf_counter()
     rows, carved = parse(dataset, files, split, videos, extra or []), None
     if val or meta_per_concept:
         from mamc.data.splits import carve_splits
@@ -289,4 +289,4 @@ def ingest(dataset: str, files: list[str], out: str | Path, split: str | None = 
 
     task = None if dataset == "generic" else QA_SPLITS if dataset in QA_FORMATS else RETRIEVAL_SPLITS
     write_jsonl(out, counted(merged(out, rows, task)))
-    return {"rows": sum(counts.values()), "splits": dict(counts), "carved": carved, "seconds": time.time() - start}
+    return {"rows": sum(counts.values()), "splits": dict(counts), "carved": carved, "seconds": time.perf_counter() - start}

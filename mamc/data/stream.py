@@ -108,7 +108,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         urls = [str(self.folder / n) for n in slot_shards(self.names, self.world * self.streams, self.seed, epoch)[slot]]
         rng = random.Random(_seed(self.seed, self.stream, epoch, slot))
         samples = (s for url in urls for s in _samples(url, str(self.sidecar / Path(url).name) if self.sidecar else None))
-        shuffled = wds.shuffle(self.buffer, self.buffer, rng=rng)(samples)
+        shuffled = wds.shuffle(self.buffer, min(100, self.buffer), rng=rng)(samples)
         batch, made = [], 0
         for sample in shuffled:
             batch.append(sample)
