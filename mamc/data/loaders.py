@@ -111,13 +111,19 @@ class StepBatches(torch.utils.data.Dataset):
                                  self.keys[: len(rows)])
 
 
-def step_loader(batches: StepBatches, start: int, stop: int, num_workers: int) -> torch.utils.data.DataLoader:
-    """Batches for steps [start, stop), prefetched by `num_workers` processes (0: in this process)."""
+def batch_loader(data: torch.utils.data.Dataset, num_workers: int, sampler=None) -> torch.utils.data.DataLoader:
+    """A DataLoader over whole batches (a map-style dataset indexed by `sampler`, or a stream), prefetched by
+    `num_workers` processes (0: in this process)."""
     # A generator of its own: a loader draws its workers' base seed from it, which would otherwise advance the
     # global torch RNG once per (re)start and make a resumed run's RNG state differ from an uninterrupted one.
-    return torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
+    return torch.utils.data.DataLoader(data, batch_size=None, sampler=sampler, num_workers=num_workers,
                                        persistent_workers=False, pin_memory=torch.cuda.is_available(),
                                        generator=torch.Generator(), collate_fn=whole_batch)
+
+
+def step_loader(batches: StepBatches, start: int, stop: int, num_workers: int) -> torch.utils.data.DataLoader:
+    """Batches for steps [start, stop)."""
+    return batch_loader(batches, num_workers, range(start, stop))
 
 
 def whole_batch(item: tuple[list[dict], torch.Tensor]) -> tuple[list[dict], torch.Tensor]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from mamc.data.loaders import sample_frames, whole_batch
+from mamc.data.loaders import batch_loader, sample_frames
 from mamc.data.shards import read_sizes
 
 
@@ -153,9 +153,7 @@ class ShardStream(torch.utils.data.IterableDataset):
 
 def stream_loader(stream: ShardStream, workers: int) -> torch.utils.data.DataLoader:
     """The DataLoader over a stream: workers' batches in turn, which is the step order (see `ShardStream`)."""
-    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
-                                       pin_memory=torch.cuda.is_available(), generator=torch.Generator(),
-                                       collate_fn=whole_batch)
+    return batch_loader(stream, workers)
 
 
 def read_split(folder: str | Path) -> tuple[list[dict], dict[str, np.ndarray]]:
